@@ -1,0 +1,80 @@
+"""The metric interface: metadata every leaderboard column needs, and one ``compute`` call.
+
+A metric is written once against the task interface (removal engine, feature space), so it
+works on every modality where it is meaningful. Every hyperparameter is a constructor keyword
+with a pinned default; ``params`` is recorded in each result.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from .cost import Cost
+from .removal import RemovalEngine
+from .task import Batch, Modality, Task
+
+Family = Literal["faithfulness", "robustness", "user_proxy", "sanity", "cost"]
+Direction = Literal["higher", "lower"]
+
+
+@dataclass
+class MetricContext:
+    """Everything a metric may read for one (task, method) batch.
+
+    ``explain(model, inputs)`` re-runs the method (robustness, sanity metrics); it is ``None``
+    for precomputed explanations, and metrics that need it are then skipped with a clear error.
+    """
+
+    task: Task
+    model: nn.Module
+    batch: Batch
+    explanation: Tensor
+    engine: RemovalEngine
+    seed: int
+    device: torch.device
+    explain: Callable[[nn.Module, Any, Tensor], Tensor] | None = None
+    cost: Cost = field(default_factory=Cost)
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        """A seeded generator on the context's device, so stochastic metrics are reproducible."""
+        return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + salt)
+
+
+class Metric(ABC):
+    name: ClassVar[str]
+    family: ClassVar[Family]
+    direction: ClassVar[Direction]
+    value_range: ClassVar[tuple[float, float]]
+    modalities: ClassVar[frozenset[Modality]] = frozenset({"image", "text", "graph"})
+    needs_ground_truth: ClassVar[bool] = False
+    needs_explainer: ClassVar[bool] = False
+    reference: ClassVar[str] = ""
+    #: pinned defaults; the constructor may override them
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise TypeError(f"metric {self.name!r} has no parameter(s) {sorted(unknown)}")
+        self.params = {**self.defaults, **params}
+
+    @abstractmethod
+    def compute(self, ctx: MetricContext) -> Tensor:
+        """Per-sample scores ``[B]`` (NaN where the metric is undefined for a sample)."""
+
+    def applies_to(self, task: Task) -> str | None:
+        """``None`` if the metric applies to ``task``, else the reason it does not."""
+        if task.modality not in self.modalities:
+            return f"{self.name} is not defined for {task.modality} tasks"
+        if self.needs_ground_truth and not getattr(task, "has_ground_truth", True):
+            return f"{self.name} needs ground truth, which {task.name} does not have"
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Metric {self.name} {self.params}>"

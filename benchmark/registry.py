@@ -1,0 +1,49 @@
+"""Name -> factory registries for tasks, methods and metrics (HF ``datasets``-style).
+
+Built-ins register themselves when their package is imported; users add their own with the
+``register`` decorator or by passing a Python file to the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._factories: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def decorate(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._factories and self._factories[name] is not factory:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._factories[name] = factory
+            return factory
+
+        return decorate
+
+    def create(self, name: str, **kwargs) -> T:
+        try:
+            factory = self._factories[name]
+        except KeyError:
+            known = ", ".join(sorted(self._factories)) or "none"
+            raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
+        return factory(**kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._factories
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+TASKS: Registry = Registry("task")
+METHODS: Registry = Registry("method")
+METRICS: Registry = Registry("metric")

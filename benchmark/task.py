@@ -1,0 +1,188 @@
+"""The task interface: a dataset, a trained model, a feature space and a removal operator.
+
+Every metric in xaiboard is written once against this interface. A task says *what* an
+attribution scores (its feature space: pixels, tokens, edges) and *how* a feature is removed
+(its missingness model), and the harness does the rest for every modality alike.
+
+Shapes used throughout:
+- ``B`` samples in a batch, ``K`` keep-masks per sample, ``F`` the task's ``feature_shape``
+  (e.g. ``(H, W)`` for pixels, ``(L,)`` for tokens, ``(E_max,)`` for edges).
+- An explanation is a float tensor ``[B, *F]``: one score per feature, higher = more important.
+- ``valid`` is a bool tensor ``[B, *F]`` marking the feature slots a sample really has (text and
+  graphs are padded to a common size); metrics ignore the other slots.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+Modality = Literal["image", "text", "graph"]
+MODALITIES: tuple[Modality, ...] = ("image", "text", "graph")
+
+
+@dataclass(frozen=True)
+class TaskCard:
+    """What a reader needs to trust a task's numbers (shown by ``xaiboard list tasks``)."""
+
+    dataset: str
+    model: str
+    feature_space: str
+    removal: str
+    ground_truth: str
+    licence: str
+    test_accuracy: float | None = None
+    notes: str = ""
+
+
+@dataclass
+class Batch:
+    """``B`` evaluation samples of one task.
+
+    ``inputs`` is whatever the task's model consumes (an image tensor, token ids with an
+    attention mask, a batch of graphs); only the task itself looks inside it. ``targets`` is the
+    class each explanation is asked for (the true label, so that ground truth applies).
+    """
+
+    inputs: Any
+    targets: Tensor
+    labels: Tensor
+    valid: Tensor
+    ground_truth: Tensor | None = None
+    ids: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def to(self, device: torch.device | str) -> Batch:
+        """A copy on ``device``; ``inputs`` must implement ``.to`` (tensors and dataclasses do)."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(
+            self,
+            inputs=self.inputs.to(device),
+            targets=move(self.targets),
+            labels=move(self.labels),
+            valid=move(self.valid),
+            ground_truth=move(self.ground_truth),
+            ids=move(self.ids),
+        )
+
+
+@dataclass
+class GradientSpec:
+    """How gradient-based methods (Captum) see one batch of a task.
+
+    ``forward(inputs, *additional_args) -> logits`` must accept any leading dimension that is a
+    multiple of ``B``: Captum repeats ``inputs`` (integration steps, noise samples) and expands
+    ``additional_args`` the same way, so per-sample context travels in ``additional_args``.
+    ``baselines`` is the input with every feature removed, for Integrated Gradients.
+    """
+
+    forward: Callable[..., Tensor]
+    inputs: Tensor
+    baselines: Tensor
+    additional_args: tuple[Tensor, ...] = ()
+
+
+@dataclass
+class GraphCall:
+    """A batch of graphs as one disjoint union, for PyG's explainers.
+
+    ``model_fn(x, edge_index, **kwargs) -> logits`` over the union's nodes (node tasks) or
+    graphs (graph tasks); ``index`` selects the explained outputs (one per sample, in batch
+    order); ``edge_slot[e] = (b, f)`` says which sample and feature slot edge ``e`` belongs to.
+    """
+
+    model_fn: Callable[..., Tensor]
+    x: Tensor
+    edge_index: Tensor
+    index: Tensor
+    edge_slot: Tensor
+    kwargs: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """One benchmark task. Subclasses set the class attributes and implement the methods."""
+
+    name: str
+    version: str
+    modality: Modality
+    num_classes: int
+    card: TaskCard
+    #: named missingness model, recorded in every result (e.g. ``zero``, ``mask-token``)
+    removal_name: str
+
+    # ---- model and data -------------------------------------------------------------
+    @property
+    @abstractmethod
+    def feature_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of the (padded) feature space."""
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """The untrained architecture; ``model()`` loads the committed weights into it."""
+
+    @abstractmethod
+    def model(self, device: torch.device | str = "cpu") -> nn.Module:
+        """The trained model, in eval mode, on ``device``."""
+
+    @abstractmethod
+    def samples(self, split: str, n: int, seed: int) -> Batch:
+        """``n`` samples of ``split`` (``"test"`` for evaluation), chosen deterministically by seed."""
+
+    @abstractmethod
+    def train_model(self, seed: int = 0, device: torch.device | str = "cpu") -> tuple[nn.Module, float]:
+        """Train the model by the task's recipe; returns it and its test accuracy."""
+
+    # ---- removal ----------------------------------------------------------------------
+    @abstractmethod
+    def remove(self, inputs: Any, keep: Tensor) -> Any:
+        """Model-ready inputs for ``B*K`` rows, row ``b*K + k`` keeping ``keep[b, k]``.
+
+        ``keep`` is bool ``[B, K, *F]``; features where it is False are removed by the task's
+        missingness model. Padding slots (``valid`` False) are ignored.
+        """
+
+    @abstractmethod
+    def predict(self, model: nn.Module, model_inputs: Any) -> Tensor:
+        """Logits ``[N, num_classes]`` for model-ready inputs (as returned by ``remove``)."""
+
+    def logits(self, model: nn.Module, inputs: Any) -> Tensor:
+        """Logits ``[B, C]`` of the unmodified batch."""
+        return self.predict(model, inputs)
+
+    # ---- what explainers need -----------------------------------------------------------
+    @abstractmethod
+    def gradient_spec(self, model: nn.Module, inputs: Any) -> GradientSpec:
+        """The continuous input that gradient methods attribute to (pixels, token embeddings,
+        edge weights) and a forward function over it."""
+
+    @abstractmethod
+    def pool(self, attributions: Tensor, inputs: Any) -> Tensor:
+        """Reduce attributions over ``GradientSpec.inputs`` to the feature space ``[B, *F]``
+        (image: sum over channels; text: sum over the embedding dimension; graph: identity)."""
+
+    @abstractmethod
+    def model_free_attribution(self, inputs: Any) -> Tensor:
+        """A control that never looks at the model: the input's own magnitude per feature."""
+
+    @abstractmethod
+    def perturb(self, inputs: Any, radius: float, generator: torch.Generator) -> Any:
+        """The inputs plus uniform noise in ``[-radius, radius]`` on their continuous part
+        (pixels, token embeddings, node features), for robustness metrics."""
+
+    def cam_layer(self, model: nn.Module) -> nn.Module | None:
+        """The layer Grad-CAM-style methods read (image tasks); ``None`` if not applicable."""
+        return None
+
+    def graph_call(self, model: nn.Module, inputs: Any) -> GraphCall | None:
+        """The batch as one PyG call (graph tasks); ``None`` if not applicable."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}@{self.version}>"
