@@ -26,13 +26,16 @@ class Registry(Generic[T]):
 
         return decorate
 
-    def create(self, name: str, **kwargs) -> T:
+    def factory(self, name: str) -> Callable[..., T]:
+        """The registered class/factory, e.g. to read its metadata without instantiating it."""
         try:
-            factory = self._factories[name]
+            return self._factories[name]
         except KeyError:
             known = ", ".join(sorted(self._factories)) or "none"
             raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
-        return factory(**kwargs)
+
+    def create(self, name: str, **kwargs) -> T:
+        return self.factory(name)(**kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._factories)

@@ -9,7 +9,9 @@ Shapes used throughout:
   (e.g. ``(H, W)`` for pixels, ``(L,)`` for tokens, ``(E_max,)`` for edges).
 - An explanation is a float tensor ``[B, *F]``: one score per feature, higher = more important.
 - ``valid`` is a bool tensor ``[B, *F]`` marking the feature slots a sample really has (text and
-  graphs are padded to a common size); metrics ignore the other slots.
+  graphs are padded to a common size); metrics ignore the other slots. For graphs ``F`` is the
+  largest edge count in the batch, so shapes come from ``Task.valid_features(inputs)``, not
+  from ``feature_shape``.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class GraphCall:
     edge_index: Tensor
     index: Tensor
     edge_slot: Tensor
+    task_level: Literal["node", "graph"] = "node"
     kwargs: dict[str, Tensor] = field(default_factory=dict)
 
 
@@ -121,7 +124,11 @@ class Task(ABC):
     @property
     @abstractmethod
     def feature_shape(self) -> tuple[int, ...]:
-        """Per-sample shape of the (padded) feature space."""
+        """Per-sample shape of the (padded) feature space (graphs: the largest possible)."""
+
+    @abstractmethod
+    def valid_features(self, inputs: Any) -> Tensor:
+        """Bool ``[B, *F]``: which feature slots of these inputs exist (all True for images)."""
 
     @abstractmethod
     def build_model(self) -> nn.Module:

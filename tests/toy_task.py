@@ -36,6 +36,9 @@ class ToyTask(Task):
     def feature_shape(self) -> tuple[int, ...]:
         return (4, 4)
 
+    def valid_features(self, inputs: Tensor) -> Tensor:
+        return torch.ones(inputs.shape[0], 4, 4, dtype=torch.bool, device=inputs.device)
+
     def build_model(self) -> nn.Module:
         return ToyModel()
 
