@@ -97,7 +97,7 @@ class GraphCall:
 
     ``model_fn(x, edge_index, **kwargs) -> logits`` over the union's nodes (node tasks) or
     graphs (graph tasks); ``index`` selects the explained outputs (one per sample, in batch
-    order); ``edge_slot[e] = (b, f)`` says which sample and feature slot edge ``e`` belongs to.
+    order); ``edge_slot`` is ``[E, 2]``: row ``e`` = ``(b, f)``, the sample and feature slot of edge ``e``.
     """
 
     model_fn: Callable[..., Tensor]
