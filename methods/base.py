@@ -2,8 +2,9 @@
 
 Modelled on Captum's ``attr`` API: one class per method, one call. An explainer receives the
 model, a batch of inputs, the classes to explain and the task (for its feature space, removal
-operator and gradient access); it returns one score per feature, ``[B, *task.feature_shape]``,
-higher meaning more important. It never sees ground-truth masks.
+operator and gradient access); it returns one score per feature, shaped like
+``task.valid_features(inputs)`` (``[B, *task.feature_shape]`` except for graphs, whose edge
+slots are padded per batch), higher meaning more important. It never sees ground-truth masks.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Explainer(ABC):
 
     @abstractmethod
     def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
-        """Attributions ``[B, *task.feature_shape]`` for ``targets`` ``[B]``."""
+        """Attributions shaped like ``task.valid_features(inputs)`` for ``targets`` ``[B]``."""
 
     def supports(self, task: Task) -> bool:
         return task.modality in self.modalities

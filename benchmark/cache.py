@@ -1,0 +1,74 @@
+"""The explanation cache: each (task, method, seed, n) batch is explained once, then reused.
+
+Explaining is usually the expensive step (Integrated Gradients, SmoothGrad, GNNExplainer), and
+every metric of a run reads the same explanation; re-running a metric, adding a metric or
+resuming a crashed run then costs no explanation at all. The key holds everything that
+changes the explanation: the task's name and version (data, model, removal) and the method's
+name and code hash (source + parameters), the seed and the sample count. The Cost of the
+original computation is stored alongside, so cost metrics stay truthful on a cache hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from xaiboard.methods.base import Explainer
+
+from .cost import Cost
+from .paths import cache_dir
+from .task import Task
+
+
+@dataclass
+class CachedExplanation:
+    explanation: Tensor
+    cost: Cost
+
+
+class ExplanationCache:
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_dir()
+
+    def path(self, task: Task, explainer: Explainer, seed: int, n: int) -> Path:
+        key = {
+            "task": task.name,
+            "task_version": task.version,
+            "method": explainer.name,
+            "method_hash": explainer.code_hash(),
+            "seed": seed,
+            "n": n,
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+        return self.root / task.name / explainer.name / f"{digest}.pt"
+
+    def load(self, task: Task, explainer: Explainer, seed: int, n: int) -> CachedExplanation | None:
+        """The cached explanation (on CPU), or ``None`` if absent or unreadable (then recomputed)."""
+        path = self.path(task, explainer, seed, n)
+        if not path.exists():
+            return None
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            return CachedExplanation(blob["explanation"], Cost(**blob["cost"]))
+        except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError):
+            return None
+
+    def save(self, task: Task, explainer: Explainer, seed: int, n: int, entry: CachedExplanation) -> Path:
+        """Store atomically (temp file + ``os.replace``) so a crash never leaves half a file."""
+        path = self.path(task, explainer, seed, n)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        blob = {"explanation": entry.explanation.detach().cpu(), "cost": entry.cost.as_dict()}
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+            torch.save(blob, tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, path)
+        return path

@@ -1,0 +1,268 @@
+"""The runner: tasks x methods x metrics -> result records, following DESIGN.md's flow of a run.
+
+Per task the model and the evaluation batch are loaded once; per method the whole batch is
+explained once (or read from the explanation cache) while its cost is counted; every metric is
+then computed from that one explanation. A method or metric that fails, or that produces
+NaN/inf or a wrong shape, becomes an error record with its traceback and the run goes on, so
+failures are visible on the board rather than silently missing. A (task, method) pair whose
+results are all stored (same task version, method hash, seed, n and metric parameters) is
+skipped without loading anything, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from xaiboard.methods.base import Explainer
+
+from .cache import CachedExplanation, ExplanationCache
+from .cost import count_passes
+from .device import chunk_rows, resolve_device
+from .environment import describe_device, versions
+from .metric import Metric, MetricContext
+from .record import RecordError, ResultRecord
+from .registry import METHODS, METRICS, TASKS, Registry
+from .removal import RemovalEngine
+from .stats import summarize
+from .store import ResultStore
+from .task import Batch, Task
+
+log = logging.getLogger(__name__)
+
+
+class InvalidExplanation(ValueError):
+    """An explainer returned something that is not a finite ``[B, *F]`` float tensor."""
+
+
+def run(
+    tasks: Sequence[Task | str],
+    methods: Sequence[Explainer | str],
+    metrics: Sequence[Metric | str],
+    n: int = 64,
+    seed: int = 0,
+    device: torch.device | str = "auto",
+    store: ResultStore | None = None,
+    cache: ExplanationCache | None = None,
+    progress: bool = True,
+) -> list[ResultRecord]:
+    """Evaluate every method on every task with every metric; write and return the records.
+
+    Names are looked up in the registries; objects are used as given. ``store`` and ``cache``
+    default to ``paths.submissions_dir()`` and ``paths.cache_dir()``.
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    job = _Run(
+        n=n,
+        seed=seed,
+        device=device,
+        store=store if store is not None else ResultStore(),
+        cache=cache if cache is not None else ExplanationCache(),
+        progress=progress,
+        device_name=describe_device(device),
+    )
+    methods = _instances(METHODS, methods)
+    metrics = _instances(METRICS, metrics)
+    records: list[ResultRecord] = []
+    with tqdm(total=len(tasks) * len(methods), desc="task x method", disable=not progress) as bar:
+        for task in _instances(TASKS, tasks):
+            records.extend(job.task(task, methods, metrics, bar))
+    return records
+
+
+def results_table(records: Sequence[ResultRecord]) -> pd.DataFrame:
+    """Rows (task, method), columns metrics, cells ``"mean [lo, hi]"`` or ``"ERROR"``."""
+    rows = [{"task": r.task, "method": r.method, "metric": r.metric, "cell": _cell(r)} for r in records]
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).pivot(index=["task", "method"], columns="metric", values="cell").fillna("-")
+
+
+@dataclass
+class _Run:
+    n: int
+    seed: int
+    device: torch.device
+    store: ResultStore
+    cache: ExplanationCache
+    progress: bool
+    device_name: str
+    versions: dict[str, str] = field(default_factory=versions)
+
+    def task(self, task: Task, methods: list[Explainer], metrics: list[Metric], bar: tqdm) -> list[ResultRecord]:
+        applicable = [m for m in metrics if _applies(m, task)]
+        load = functools.cache(lambda: (task.model(self.device), task.samples("test", self.n, self.seed).to(self.device)))
+        records: list[ResultRecord] = []
+        for explainer in methods:
+            bar.set_postfix_str(f"{task.name} / {explainer.name}")
+            if not explainer.supports(task):
+                log.info("skip %s on %s: it supports %s only", explainer.name, task.name, sorted(explainer.modalities))
+            elif applicable:
+                pair = self.pair_fields(task, explainer)
+                done = self.finished(pair, applicable)
+                if done is not None:
+                    log.info("skip %s on %s: all results already stored", explainer.name, task.name)
+                    records.extend(done)
+                else:
+                    records.extend(self.pair(task, explainer, applicable, pair, load))
+            bar.update()
+        return records
+
+    def pair_fields(self, task: Task, explainer: Explainer) -> dict[str, Any]:
+        """The record fields shared by every metric of one (task, method) pair."""
+        return {
+            "task": task.name,
+            "task_version": task.version,
+            "method": explainer.name,
+            "method_hash": explainer.code_hash(),
+            "method_params": _jsonable(explainer.params),
+            "seed": self.seed,
+            "n_samples": self.n,
+            "removal": task.removal_name,
+            "device": self.device_name,
+            "versions": self.versions,
+        }
+
+    def finished(self, pair: dict[str, Any], metrics: list[Metric]) -> list[ResultRecord] | None:
+        """The stored ok records of this pair if every metric has one with matching keys."""
+        found = []
+        for metric in metrics:
+            try:
+                stored = self.store.find(pair["task"], pair["method"], metric.name)
+            except RecordError as exc:
+                log.info("recomputing over a bad result file: %s", exc)
+                return None
+            if stored is None or not _matches(stored, pair, metric):
+                return None
+            found.append(stored)
+        return found
+
+    def pair(
+        self,
+        task: Task,
+        explainer: Explainer,
+        metrics: list[Metric],
+        pair: dict[str, Any],
+        load: Callable[[], tuple[nn.Module, Batch]],
+    ) -> list[ResultRecord]:
+        """Explain once and evaluate every metric; a task or method failure fails every metric."""
+        try:
+            model, batch = load()
+            entry = self.explanation(task, explainer, model, batch)
+        except Exception as exc:
+            message = f"explaining {task.name} with {explainer.name} failed: {type(exc).__name__}: {exc}"
+            return [self.write(pair, m, status="error", error=message, traceback=traceback.format_exc()) for m in metrics]
+        ctx = MetricContext(
+            task=task,
+            model=model,
+            batch=batch,
+            explanation=entry.explanation.to(self.device),
+            engine=RemovalEngine(task, model, chunk_rows(self.device)),
+            seed=self.seed,
+            device=self.device,
+            explain=lambda m, inputs, targets: explainer.explain(m, inputs, targets, task),
+            cost=entry.cost,
+        )
+        cost = entry.cost.per_sample(len(batch))
+        bar = tqdm(metrics, desc=f"{explainer.name} metrics", leave=False, disable=not self.progress)
+        return [self.evaluate(ctx, metric, pair, cost) for metric in bar]
+
+    def explanation(self, task: Task, explainer: Explainer, model: nn.Module, batch: Batch) -> CachedExplanation:
+        """From the cache, or computed once over the whole batch under a pass counter."""
+        cached = self.cache.load(task, explainer, self.seed, self.n)
+        if cached is not None:
+            return cached
+        torch.manual_seed(self.seed)
+        with count_passes(model, self.device) as cost:
+            raw = explainer.explain(model, batch.inputs, batch.targets, task)
+        entry = CachedExplanation(_checked(raw, batch, explainer.name), cost)
+        self.cache.save(task, explainer, self.seed, self.n, entry)
+        return entry
+
+    def evaluate(self, ctx: MetricContext, metric: Metric, pair: dict[str, Any], cost: dict[str, Any]) -> ResultRecord:
+        try:
+            torch.manual_seed(self.seed)
+            scores = _scores(metric.compute(ctx), len(ctx.batch), metric.name)
+            summary = summarize(scores, self.seed)
+        except Exception as exc:
+            message = f"metric {metric.name} failed for {pair['method']} on {pair['task']}: {type(exc).__name__}: {exc}"
+            return self.write(pair, metric, status="error", error=message, traceback=traceback.format_exc(), cost=cost)
+        return self.write(pair, metric, status="ok", summary=summary, scores=scores.tolist(), cost=cost)
+
+    def write(self, pair: dict[str, Any], metric: Metric, **outcome: Any) -> ResultRecord:
+        record = ResultRecord(
+            **pair,
+            metric=metric.name,
+            family=metric.family,
+            direction=metric.direction,
+            metric_params=_jsonable(metric.params),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **outcome,
+        )
+        self.store.write(record)
+        return record
+
+
+def _instances(registry: Registry, items: Sequence[Any]) -> list[Any]:
+    return [registry.create(item) if isinstance(item, str) else item for item in items]
+
+
+def _applies(metric: Metric, task: Task) -> bool:
+    reason = metric.applies_to(task)
+    if reason is not None:
+        log.info("skip %s on %s: %s", metric.name, task.name, reason)
+    return reason is None
+
+
+def _checked(explanation: Any, batch: Batch, name: str) -> Tensor:
+    """The explanation as a detached float tensor, or ``InvalidExplanation`` saying what is wrong."""
+    if not isinstance(explanation, Tensor):
+        raise InvalidExplanation(f"{name} returned {type(explanation).__name__}, expected a Tensor")
+    expected = tuple(batch.valid.shape)
+    if tuple(explanation.shape) != expected:
+        raise InvalidExplanation(f"{name} returned shape {tuple(explanation.shape)}, expected {expected} ([B, *features])")
+    explanation = explanation.detach().float()
+    bad = ~torch.isfinite(explanation) & batch.valid
+    if bad.any():
+        samples = int(bad.flatten(1).any(dim=1).sum())
+        raise InvalidExplanation(f"{name} returned NaN/inf attributions in {samples} of {len(batch)} samples")
+    return explanation
+
+
+def _scores(scores: Any, batch_size: int, name: str) -> Tensor:
+    scores = torch.as_tensor(scores).detach().cpu().double()
+    if tuple(scores.shape) != (batch_size,):
+        raise ValueError(f"{name} returned scores of shape {tuple(scores.shape)}, expected ({batch_size},)")
+    return scores
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as they read back from JSON (tuples -> lists), so stored and live ones compare."""
+    return json.loads(json.dumps(params, sort_keys=True, default=str))
+
+
+_RESUME_FIELDS = ("task_version", "method_hash", "seed", "n_samples", "removal")
+
+
+def _matches(stored: ResultRecord, pair: dict[str, Any], metric: Metric) -> bool:
+    """Whether a stored ok record is exactly what this run would compute."""
+    same_pair = all(getattr(stored, name) == pair[name] for name in _RESUME_FIELDS)
+    return stored.status == "ok" and same_pair and stored.metric_params == _jsonable(metric.params)
+
+
+def _cell(record: ResultRecord) -> str:
+    if record.status != "ok" or record.summary is None:
+        return "ERROR"
+    s = record.summary
+    return f"{s.mean:.3g} [{s.ci_low:.3g}, {s.ci_high:.3g}]"

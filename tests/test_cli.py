@@ -1,0 +1,134 @@
+"""The ``xaiboard`` CLI, driven in-process with click's CliRunner and a plugin file."""
+
+import json
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from xaiboard.benchmark import cli
+from xaiboard.benchmark.store import ResultStore
+
+PLUGIN = '''
+from toy_task import ToyTask
+from xaiboard.benchmark.metric import Metric
+from xaiboard.benchmark.registry import METHODS, METRICS, TASKS
+from xaiboard.methods.base import Explainer
+
+
+class WeightedToy(ToyTask):
+    name = "toy/weighted"
+    weights_stem = "toy_weighted"
+    recipe = {"epochs": 0}
+
+
+class Magnitude(Explainer):
+    name = "test-cli-magnitude"
+    modalities = frozenset({"image"})
+    control = True
+    description = "input magnitude, for CLI tests"
+
+    def explain(self, model, inputs, targets, task):
+        return task.model_free_attribution(inputs)
+
+
+class InGroundTruth(Metric):
+    name = "test-cli-top1"
+    family = "user_proxy"
+    direction = "higher"
+    value_range = (0.0, 1.0)
+    needs_ground_truth = True
+    defaults = {"k": 1}
+    reference = "test only"
+
+    def compute(self, ctx):
+        top = ctx.explanation.flatten(1).argmax(dim=1, keepdim=True)
+        return ctx.batch.ground_truth.flatten(1).gather(1, top).squeeze(1).float()
+
+
+TASKS.register("toy/linear")(ToyTask)
+TASKS.register("toy/weighted")(WeightedToy)
+METHODS.register("test-cli-magnitude")(Magnitude)
+METRICS.register("test-cli-top1")(InGroundTruth)
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin(tmp_path_factory):
+    """One plugin file per test session: registering the same names twice is an error."""
+    path = tmp_path_factory.mktemp("plugin") / "toy_plugin.py"
+    path.write_text(textwrap.dedent(PLUGIN))
+    return str(path)
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {"XAIBOARD_SUBMISSIONS": str(tmp_path / "submissions"), "XAIBOARD_CACHE": str(tmp_path / "cache")}
+
+
+def invoke(args, env=None):
+    return CliRunner().invoke(cli.main, args, env=env, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["train-model"], ["leaderboard"]])
+def test_every_command_has_help(command):
+    result = invoke([*command, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output and len(result.output.splitlines()) > 4
+
+
+def test_list(plugin):
+    tasks = invoke(["list", "tasks", "--plugin", plugin]).output
+    toy = next(line for line in tasks.splitlines() if line.startswith("toy/linear"))
+    assert toy.split()[:4] == ["toy/linear", "1", "image", "zero"] and "planted block" in toy
+    methods = invoke(["list", "methods", "--plugin", plugin]).output
+    assert "test-cli-magnitude" in methods and "input magnitude, for CLI tests" in methods
+    metrics = invoke(["list", "metrics", "--plugin", plugin]).output
+    row = next(line for line in metrics.splitlines() if line.startswith("test-cli-top1"))
+    assert row.split()[:3] == ["test-cli-top1", "user_proxy", "higher"] and "{'k': 1}" in row and "test only" in row
+
+
+def test_run_writes_records_and_prints_table(plugin, env, tmp_path):
+    args = ["run", "--plugin", plugin, "--tasks", "toy/linear", "--methods", "test-cli-magnitude"]
+    result = invoke([*args, "--metrics", "test-cli-top1", "--n", "8", "--device", "cpu", "--quiet"], env)
+    assert result.exit_code == 0, result.output
+    record = ResultStore(tmp_path / "submissions").find("toy/linear", "test-cli-magnitude", "test-cli-top1")
+    assert record.status == "ok" and record.n_samples == 8 and record.metric_params == {"k": 1}
+    cell = f"{record.summary.mean:.3g} [{record.summary.ci_low:.3g}, {record.summary.ci_high:.3g}]"
+    table_row = next(line for line in result.output.splitlines() if "test-cli-magnitude" in line)
+    assert table_row.split()[:2] == ["toy/linear", "test-cli-magnitude"] and cell in table_row
+    assert list((tmp_path / "cache").rglob("*.pt"))
+
+    elsewhere = tmp_path / "elsewhere"
+    result = invoke([*args, "--metrics", "test-cli-top1", "--n", "8", "--quiet", "--results-dir", str(elsewhere)], env)
+    assert result.exit_code == 0 and ResultStore(elsewhere).find("toy/linear", "test-cli-magnitude", "test-cli-top1")
+
+
+def test_unknown_name_is_a_one_line_error(plugin, env):
+    result = CliRunner().invoke(cli.main, ["run", "--plugin", plugin, "--methods", "nope"], env=env)
+    assert result.exit_code == 2
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: Invalid value for --methods: unknown method 'nope'; known:")
+    assert "test-cli-magnitude" in error
+
+
+def test_train_model_saves_weights_and_card(plugin, tmp_path):
+    result = invoke(["train-model", "toy/weighted", "--plugin", plugin, "--seed", "3", "--device", "cpu", "--out", str(tmp_path)])
+    assert result.exit_code == 0 and "test accuracy 1.0000" in result.output
+    card = json.loads((tmp_path / "toy_weighted.json").read_text())
+    assert (card["seed"], card["recipe"], card["test_accuracy"]) == (3, {"epochs": 0}, 1.0)
+    assert card["versions"]["torch"].startswith("2.13") and (tmp_path / "toy_weighted.safetensors").exists()
+
+
+def test_leaderboard_starts_streamlit_on_the_results(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run(argv, env, check):
+        calls.append((argv, env))
+        return type("Completed", (), {"returncode": 0})()
+
+    monkeypatch.setattr(cli.subprocess, "run", fake_run)
+    result = invoke(["leaderboard", "--results-dir", str(tmp_path)])
+    assert result.exit_code == 0
+    (argv, env), = calls
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("leaderboard/app.py")
+    assert env["XAIBOARD_SUBMISSIONS"] == str(tmp_path)
