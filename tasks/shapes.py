@@ -1,1 +1,213 @@
-"""Placeholder until this module lands (being written in this session)."""
+"""``image/shapes``: which shape is planted in a cluttered 32x32 image?
+
+Each image holds exactly one planted object (square, disc, triangle or cross) of random size,
+position and colour; its shape alone is the label. Distractors (thin line segments and small
+dots, none of which is a class shape) and a noisy background of random tint carry no label
+information, and the object is drawn on top of them. So the evidence for the label is the
+object's pixels: that is the ground-truth mask an explanation is scored against.
+
+Data are generated on the fly, deterministically from ``(split, seed)``; train, validation
+and test draw from disjoint generator seeds, and images come in fixed-size chunks with their
+own seeds, so the first ``n`` samples of a split do not depend on how many are asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xaiboard.benchmark.registry import TASKS
+from xaiboard.benchmark.task import Batch, TaskCard
+
+from .image import ImageTask
+from .weights import load_weights, weights_meta
+
+SIZE = 32
+CLASS_NAMES = ("square", "disc", "triangle", "cross")
+SPLITS = ("train", "val", "test")
+CHUNK = 256
+N_LINES, N_DOTS = 2, 3
+
+
+def _split_seed(split: str, seed: int, chunk: int) -> int:
+    """Generator seed of one chunk; distinct for every (split, seed, chunk)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return (seed * len(SPLITS) + SPLITS.index(split)) * 1_000_003 + chunk
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, g: torch.Generator) -> Tensor:
+    return low + (high - low) * torch.rand(shape, generator=g)
+
+
+def _grid() -> tuple[Tensor, Tensor]:
+    """Pixel-centre coordinates ``(y, x)``, each ``[H, W]``."""
+    coords = torch.arange(SIZE, dtype=torch.float32)
+    return torch.meshgrid(coords, coords, indexing="ij")
+
+
+def shape_masks(cy: Tensor, cx: Tensor, half: Tensor) -> Tensor:
+    """Bool ``[B, 4, H, W]``: every class shape centred at ``(cy, cx)`` with half-extent ``half``.
+
+    Triangles point up; a cross has arms a third of the half-extent thick.
+    """
+    y, x = _grid()
+    dy, dx = y - cy.view(-1, 1, 1), x - cx.view(-1, 1, 1)
+    s = half.view(-1, 1, 1)
+    arm = s / 3
+    square = (dx.abs() <= s) & (dy.abs() <= s)
+    disc = dx**2 + dy**2 <= (s + 0.5) ** 2
+    triangle = (dy.abs() <= s) & (dx.abs() <= (dy + s) / 2 + 0.5)
+    cross = ((dx.abs() <= s) & (dy.abs() <= arm)) | ((dx.abs() <= arm) & (dy.abs() <= s))
+    return torch.stack([square, disc, triangle, cross], dim=1)
+
+
+def segment_masks(p0: Tensor, p1: Tensor, width: float) -> Tensor:
+    """Bool ``[*, H, W]``: pixels within ``width / 2`` of the segments ``p0 -> p1`` (``[*, 2]``)."""
+    y, x = _grid()
+    pixels = torch.stack([y, x], dim=-1)
+    lead = p0.shape[:-1]
+    a = p0.view(*lead, 1, 1, 2)
+    d = (p1 - p0).view(*lead, 1, 1, 2)
+    t = (((pixels - a) * d).sum(-1) / (d**2).sum(-1).clamp_min(1e-6)).clamp(0, 1)
+    return (pixels - a - t.unsqueeze(-1) * d).norm(dim=-1) <= width / 2
+
+
+def _colours(shape: tuple[int, ...], g: torch.Generator) -> Tensor:
+    """Bright random RGB colours, ``[*shape, 3]``: always well above the dark background."""
+    return _uniform((*shape, 3), 0.45, 1.0, g)
+
+
+def generate(n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """``n`` images ``[n, 3, H, W]``, labels ``[n]`` and object masks ``[n, H, W]``."""
+    labels = torch.randint(0, len(CLASS_NAMES), (n,), generator=g)
+    half = _uniform((n,), 4.0, 7.5, g)
+    margin = half.ceil() + 1
+    cy = (margin + torch.rand(n, generator=g) * (SIZE - 1 - 2 * margin)).round()
+    cx = (margin + torch.rand(n, generator=g) * (SIZE - 1 - 2 * margin)).round()
+    obj = shape_masks(cy, cx, half)[torch.arange(n), labels]
+
+    tint = _uniform((n, 3, 1, 1), 0.0, 0.3, g)
+    images = (tint + 0.05 * torch.randn(n, 3, SIZE, SIZE, generator=g)).clamp(0, 1)
+
+    start = _uniform((n, N_LINES, 2), 0, SIZE - 1, g)
+    angle = _uniform((n, N_LINES), 0, torch.pi, g)
+    length = _uniform((n, N_LINES, 1), 6, 14, g)
+    end = start + length * torch.stack([angle.sin(), angle.cos()], dim=-1)
+    lines = segment_masks(start, end, width=1.0)
+    dot_centres = _uniform((n, N_DOTS, 2), 0, SIZE - 2, g).round() + 0.5
+    dots = segment_masks(dot_centres, dot_centres, width=1.5)
+    clutter = torch.cat([lines, dots], dim=1)
+    clutter_colour = _colours((n, N_LINES + N_DOTS), g)
+    for i in range(N_LINES + N_DOTS):
+        images = torch.where(clutter[:, i, None], clutter_colour[:, i, :, None, None], images)
+    images = torch.where(obj[:, None], _colours((n,), g)[:, :, None, None], images)
+    return images, labels, obj
+
+
+class ShapesCNN(nn.Module):
+    """Four 3x3 conv layers, global max pooling, one linear layer (Grad-CAM reads ``last_conv``).
+
+    Max rather than average pooling: the label sits in one object somewhere in the image, so
+    the classifier should respond to its strongest detection, not to the clutter's average.
+    """
+
+    def __init__(self, num_classes: int = len(CLASS_NAMES), width: int = 16) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.last_conv = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
+        self.head = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(F.relu(self.last_conv(self.features(x))).amax(dim=(2, 3)))
+
+
+@TASKS.register("image/shapes")
+class ShapesTask(ImageTask):
+    name = "image/shapes"
+    version = "1"
+    num_classes = len(CLASS_NAMES)
+    class_names = CLASS_NAMES
+    image_shape = (3, SIZE, SIZE)
+    has_ground_truth = True
+    weights_stem = "image_shapes"
+    recipe: dict[str, Any] = {
+        "width": 16,
+        "optimizer": "adam",
+        "lr": 3e-3,
+        "batch_size": 128,
+        "epochs": 5,
+        "train_per_epoch": 8192,
+        "n_test": 2000,
+        "threads": 2,
+    }
+
+    @property
+    def card(self) -> TaskCard:
+        return TaskCard(
+            dataset=f"generated 32x32 RGB, one planted {'/'.join(CLASS_NAMES)} among line and dot clutter",
+            model="4-layer CNN, global max pooling",
+            feature_space="pixels 32x32, channels pooled",
+            removal=self.removal_name,
+            ground_truth="pixels of the planted object",
+            licence="MIT (generated)",
+            test_accuracy=weights_meta(self.weights_stem).get("test_accuracy"),
+        )
+
+    def build_model(self) -> nn.Module:
+        return ShapesCNN(width=self.recipe["width"])
+
+    def model(self, device: torch.device | str = "cpu") -> nn.Module:
+        return load_weights(self.build_model(), self.weights_stem).eval().to(device)
+
+    def samples(self, split: str, n: int, seed: int) -> Batch:
+        chunks = [generate(CHUNK, torch.Generator().manual_seed(_split_seed(split, seed, c))) for c in range(-(-n // CHUNK))]
+        images, labels, masks = (torch.cat(parts)[:n] for parts in zip(*chunks))
+        valid = torch.ones(n, SIZE, SIZE, dtype=torch.bool)
+        return Batch(images, labels, labels, valid, masks, torch.arange(n))
+
+    def cam_layer(self, model: nn.Module) -> nn.Module:
+        return model.last_conv
+
+    def train_model(self, seed: int = 0, device: torch.device | str = "cpu") -> tuple[nn.Module, float]:
+        """Adam on freshly generated training data each epoch; accuracy on ``n_test`` test images."""
+        r = self.recipe
+        threads = torch.get_num_threads()
+        torch.set_num_threads(r["threads"])
+        try:
+            torch.manual_seed(seed)
+            model = self.build_model().to(device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=r["lr"])
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=r["lr"], total_steps=r["epochs"] * -(-r["train_per_epoch"] // r["batch_size"])
+            )
+            model.train()
+            for epoch in range(r["epochs"]):
+                data = self.samples("train", r["train_per_epoch"], seed=seed * r["epochs"] + epoch).to(device)
+                order = torch.randperm(len(data), device=device)
+                for idx in order.split(r["batch_size"]):
+                    loss = F.cross_entropy(model(data.inputs[idx]), data.labels[idx])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+            model.eval()
+            test = self.samples("test", r["n_test"], seed=0).to(device)
+            with torch.no_grad():
+                accuracy = (model(test.inputs).argmax(1) == test.labels).float().mean().item()
+        finally:
+            torch.set_num_threads(threads)
+        return model, accuracy
+

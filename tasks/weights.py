@@ -33,6 +33,7 @@ def save_weights(model: nn.Module, stem: str, meta: dict[str, Any], directory: P
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
         tmp_path = Path(tmp.name)
     save_file(state, str(tmp_path))
+    tmp_path.chmod(0o644)  # NamedTemporaryFile creates 0600; weights are meant to be shared
     os.replace(tmp_path, target)
     card = directory / f"{stem}.json"
     tmp_card = card.with_suffix(".json.tmp")
