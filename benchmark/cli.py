@@ -142,10 +142,11 @@ def train_model_command(task_name: str, seed: int, device: str, out: Path | None
         "task": task.name,
         "task_version": task.version,
         "seed": seed,
-        "recipe": getattr(task, "recipe", {}),
+        "recipe": task.recipe,
         "test_accuracy": accuracy,
         "versions": versions(),
         "seconds": round(time.perf_counter() - start, 1),
+        **task.weights_card(),
     }
     path = save_weights(model, task.weights_stem, meta, out)
     click.echo(f"{task.name}: test accuracy {accuracy:.4f}; weights written to {path}")

@@ -119,6 +119,11 @@ class Task(ABC):
     card: TaskCard
     #: named missingness model, recorded in every result (e.g. ``zero``, ``mask-token``)
     removal_name: str
+    #: file stem of the committed weights (``tasks/weights/<stem>.safetensors``)
+    weights_stem: str
+    #: the training recipe's hyperparameters, recorded in the weights card
+    recipe: dict[str, Any] = {}
+    has_ground_truth: bool = False
 
     # ---- model and data -------------------------------------------------------------
     @property
@@ -145,6 +150,11 @@ class Task(ABC):
     @abstractmethod
     def train_model(self, seed: int = 0, device: torch.device | str = "cpu") -> tuple[nn.Module, float]:
         """Train the model by the task's recipe; returns it and its test accuracy."""
+
+    def weights_card(self) -> dict[str, Any]:
+        """Extra fields for the weights card written by ``xaiboard train-model`` (e.g. a checksum
+        of generated data, so that drift in a generator is caught when the weights are loaded)."""
+        return {}
 
     # ---- removal ----------------------------------------------------------------------
     @abstractmethod

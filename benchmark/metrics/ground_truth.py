@@ -9,6 +9,14 @@ features can be told apart from another, so the score would say nothing about th
 Ties are resolved by their expected value under a uniformly random tie-break, so a constant
 (uninformative) explanation scores exactly what a random one scores in expectation, instead
 of being rewarded or punished by the sort order. Attributions must be finite.
+
+The registered metrics rank features by attribution *magnitude* (parameter ``abs=True``), a
+deliberate deviation from Quantus's default (``abs=False``): a ground-truth feature is relevant
+evidence whether it pushes the prediction up or down, and signed methods such as Integrated
+Gradients legitimately give evidence negative scores (on BA-Shapes, with degree-only node
+features, adding house edges lowers the target logit along IG's path). Ranking by magnitude
+follows OpenXAI's ground-truth agreement metrics (Agarwal et al., NeurIPS 2022). ``abs=False``
+reproduces Quantus's default; the pure functions below never take the magnitude themselves.
 """
 
 from __future__ import annotations
@@ -93,13 +101,15 @@ class GroundTruthMetric(Metric):
     direction = "higher"
     value_range = (0.0, 1.0)
     needs_ground_truth = True
+    defaults = {"abs": True}
     score: ClassVar[ScoreFn]
 
     def compute(self, ctx: MetricContext) -> Tensor:
         batch = ctx.batch
         if batch.ground_truth is None:
             raise ValueError(f"{self.name}: task {ctx.task.name} gave no ground truth for this batch")
-        return type(self).score(ctx.explanation, batch.ground_truth, batch.valid)
+        explanation = ctx.explanation.abs() if self.params["abs"] else ctx.explanation
+        return type(self).score(explanation, batch.ground_truth, batch.valid)
 
 
 @METRICS.register("gt_auroc")

@@ -1,0 +1,204 @@
+"""The graph modality and ``graph/ba-shapes``: subgraph locality, removal, gradient rows, ground truth.
+
+Logit comparisons use ``atol=1e-5``: the same GCN sums the same messages in a different order
+on a subgraph copy than on the full graph, so float32 results agree to rounding, not bitwise.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import Saliency
+from sklearn.metrics import roc_auc_score
+
+from xaiboard.benchmark.registry import TASKS
+from xaiboard.tasks import ba_shapes
+from xaiboard.tasks.ba_shapes import BASE_NODES, BAShapesTask, edge_checksum, motif_of
+from xaiboard.tasks.graph import union_of_subgraphs
+from xaiboard.tasks.weights import weights_meta
+
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def task() -> BAShapesTask:
+    return BAShapesTask()
+
+
+@pytest.fixture(scope="module")
+def model(task):
+    return task.model()
+
+
+@pytest.fixture(scope="module")
+def batch(task):
+    return task.samples("test", 8, seed=0)
+
+
+def full_graph_logits(task, model, nodes):
+    with torch.no_grad():
+        return model(task.data.x, task.data.edge_index)[nodes]
+
+
+def test_registered_and_card(task):
+    assert isinstance(TASKS.create("graph/ba-shapes"), BAShapesTask)
+    assert task.card.test_accuracy == weights_meta("graph_ba_shapes")["test_accuracy"]
+    with pytest.raises(ValueError, match="unknown graph removal"):
+        BAShapesTask(removal="blur")
+
+
+def test_all_ones_removal_is_the_full_graph(task, model, batch):
+    """k-hop locality: the node's subgraph gives the same logits as the whole graph."""
+    keep = batch.valid.unsqueeze(1)
+    with torch.no_grad():
+        kept = task.predict(model, task.remove(batch.inputs, keep))
+        plain = task.logits(model, batch.inputs)
+    full = full_graph_logits(task, model, batch.ids)
+    torch.testing.assert_close(kept, plain, atol=ATOL, rtol=0)
+    torch.testing.assert_close(plain, full, atol=ATOL, rtol=0)
+    assert batch.inputs.node_id[batch.inputs.center].tolist() == batch.ids.tolist()
+
+
+def test_zero_weight_equals_drop_edge_for_gcn(task, model, batch):
+    keep = torch.rand(len(batch), 5, batch.valid.shape[1], generator=torch.Generator().manual_seed(1)) < 0.5
+    dropping = BAShapesTask(removal="drop-edge")
+    with torch.no_grad():
+        zero = task.predict(model, task.remove(batch.inputs, keep))
+        dropped_rows = dropping.remove(batch.inputs, keep)
+        drop = dropping.predict(model, dropped_rows)
+    torch.testing.assert_close(zero, drop, atol=ATOL, rtol=0)
+    assert dropped_rows.edge_index.shape[1] == int((keep & batch.valid.unsqueeze(1)).sum())
+    assert not torch.allclose(zero, zero[:1].expand_as(zero)), "masks must change the logits"
+
+
+def test_rows_are_ordered_sample_major(task, model, batch):
+    """Row ``b*K + k`` is sample ``b`` under mask ``k``, checked against one-node batches."""
+    k = 3
+    keep = torch.rand(len(batch), k, batch.valid.shape[1], generator=torch.Generator().manual_seed(2)) < 0.7
+    with torch.no_grad():
+        rows = task.predict(model, task.remove(batch.inputs, keep))
+        for b in (0, 5):
+            alone = union_of_subgraphs(task.data.x, task.data.edge_index, batch.ids[b : b + 1], task.num_hops)
+            width = int(alone.edge_counts()[0])
+            expected = task.predict(model, task.remove(alone, keep[b : b + 1, :, :width]))
+            torch.testing.assert_close(rows[b * k : (b + 1) * k], expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("expand", ["tile", "interleave"])
+def test_gradient_forward_accepts_captum_expansions(task, model, batch, expand):
+    spec = task.gradient_spec(model, batch.inputs)
+    assert torch.equal(spec.inputs.bool(), batch.valid)
+    assert not spec.baselines.any()
+    gates = spec.inputs * torch.rand(spec.inputs.shape, generator=torch.Generator().manual_seed(3))
+    (sample_idx,) = spec.additional_args
+    if expand == "tile":
+        many_gates, many_idx = gates.repeat(3, 1), sample_idx.repeat(3)
+    else:
+        many_gates, many_idx = gates.repeat_interleave(3, dim=0), sample_idx.repeat_interleave(3)
+    with torch.no_grad():
+        once = spec.forward(gates, sample_idx)
+        many = spec.forward(many_gates, many_idx)
+    expected = once.repeat(3, 1) if expand == "tile" else once.repeat_interleave(3, dim=0)
+    torch.testing.assert_close(many, expected, atol=ATOL, rtol=0)
+
+
+def test_gradients_reach_the_gates(task, model, batch):
+    spec = task.gradient_spec(model, batch.inputs)
+    gates = spec.inputs.clone().requires_grad_()
+    spec.forward(gates, *spec.additional_args).gather(1, batch.targets.view(-1, 1)).sum().backward()
+    assert gates.grad[batch.valid].abs().sum() > 0
+    assert gates.grad[~batch.valid].abs().sum() == 0
+
+
+def test_motif_numbering_matches_pyg(task):
+    """ExplainerDataset appends motif m as nodes 300+5m..300+5m+4 with roles 1,1,2,2,3."""
+    data = task.data
+    ids = torch.arange(data.num_nodes)
+    assert torch.equal(data.node_mask.bool(), ids >= BASE_NODES)
+    src, dst = data.edge_index
+    same_motif = (motif_of(src) == motif_of(dst)) & (motif_of(src) >= 0)
+    assert torch.equal(data.edge_mask.bool(), same_motif)
+    assert data.y[BASE_NODES:].view(-1, 5).eq(torch.tensor([1, 1, 2, 2, 3])).all()
+
+
+def test_ground_truth_is_the_nodes_own_house(task, batch):
+    gt, inputs = batch.ground_truth, batch.inputs
+    assert gt.sum(1).tolist() == [12] * len(batch), "a house has 6 undirected = 12 directed edges"
+    assert not (gt & ~batch.valid).any()
+    src, dst = inputs.node_id[inputs.edge_index]
+    on_gt = gt[inputs.edge_sample, inputs.edge_slot]
+    own = motif_of(batch.ids)[inputs.edge_sample[on_gt]]
+    assert torch.equal(motif_of(src[on_gt]), own) and torch.equal(motif_of(dst[on_gt]), own)
+    assert (batch.labels > 0).all()
+
+
+def test_generation_and_sampling_are_deterministic(task, batch):
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    fresh = BAShapesTask()
+    assert torch.equal(fresh.data.edge_index, task.data.edge_index), "the graph must not depend on global state"
+    assert torch.rand(1) == before, "generation must restore the global generator"
+    assert edge_checksum(fresh.data.edge_index) == weights_meta("graph_ba_shapes")["checksum"]
+    again = fresh.samples("test", 8, seed=0)
+    assert torch.equal(again.ids, batch.ids) and torch.equal(again.ground_truth, batch.ground_truth)
+    assert not torch.equal(fresh.samples("test", 8, seed=1).ids, batch.ids)
+
+
+def test_samples_are_capped_at_the_test_motif_nodes(task):
+    pool = task.motif_nodes("test")
+    assert pool.numel() == 80
+    everything = task.samples("test", 1000, seed=0)
+    assert sorted(everything.ids.tolist()) == pool.tolist()
+    assert not set(pool.tolist()) & set(task.split["train"].tolist())
+
+
+def test_checksum_drift_is_a_clear_error(task, monkeypatch):
+    monkeypatch.setattr(ba_shapes, "weights_meta", lambda stem: {"checksum": "0000"})
+    with pytest.raises(RuntimeError, match="graph_ba_shapes.json.*checksum 0000"):
+        task.model()
+
+
+def test_committed_weights_accuracy(task, model):
+    test = task.split["test"]
+    predicted = full_graph_logits(task, model, test).argmax(1)
+    accuracy = (predicted == task.data.y[test]).float().mean().item()
+    assert accuracy >= 0.95
+    assert accuracy == pytest.approx(weights_meta("graph_ba_shapes")["test_accuracy"], abs=1e-6)
+
+
+def test_saliency_finds_the_house_and_random_does_not(task, model):
+    """The CI sanity bar: gradient edge saliency beats random by far on ground-truth ROC AUC."""
+    batch = task.samples("test", 64, seed=0)
+    spec = task.gradient_spec(model, batch.inputs)
+    saliency = Saliency(spec.forward).attribute(
+        spec.inputs.clone().requires_grad_(), target=batch.targets, additional_forward_args=spec.additional_args
+    )
+    noise = torch.rand(batch.valid.shape, generator=torch.Generator().manual_seed(0))
+
+    def auroc(scores):
+        rows = zip(scores.detach(), batch.ground_truth, batch.valid)
+        return sum(roc_auc_score(g[v].numpy(), s[v].numpy()) for s, g, v in rows) / len(batch)
+
+    assert auroc(saliency) > 0.9
+    assert auroc(noise) == pytest.approx(0.5, abs=0.05), "64 samples of ~400 edges: chance is 0.5 +- ~0.02"
+
+
+def test_model_free_control_ranks_by_distance(task, batch):
+    scores = task.model_free_attribution(batch.inputs)
+    inputs = batch.inputs
+    into_center = inputs.edge_index[1] == inputs.center[inputs.edge_sample]
+    slot_scores = scores[inputs.edge_sample, inputs.edge_slot]
+    assert (slot_scores[into_center] >= 1.0).all() and (slot_scores[~into_center] < 1.0).all()
+    assert (scores[~batch.valid] == 0).all()
+
+
+def test_graph_call_and_perturb(task, model, batch):
+    call = task.graph_call(model, batch.inputs)
+    with torch.no_grad():
+        torch.testing.assert_close(call.model_fn(call.x, call.edge_index)[call.index], task.logits(model, batch.inputs))
+    assert torch.equal(call.edge_slot[:, 0], batch.inputs.edge_sample) and call.task_level == "node"
+    noisy = task.perturb(batch.inputs, 0.1, torch.Generator().manual_seed(0))
+    delta = noisy.x - batch.inputs.x
+    assert delta.abs().max() <= 0.1 and delta.abs().max() > 0.05
+    assert torch.equal(noisy.edge_index, batch.inputs.edge_index)
