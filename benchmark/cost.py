@@ -2,7 +2,9 @@
 
 A "pass" is one sample through the model: a forward call on a batch of 64 rows counts 64
 forward passes, and a backward through that output counts 64 backward passes. Counting rows
-rather than calls makes batched and unbatched methods comparable.
+rather than calls makes batched and unbatched methods comparable. A graph model called with
+a PyG ``batch`` vector (node -> graph copy) processes ``batch.max() + 1`` samples, however many
+nodes their graphs have.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ class Cost:
         return asdict(self)
 
 
-def _rows(output: object) -> int:
+def _rows(kwargs: dict[str, object], output: object) -> int:
+    batch = kwargs.get("batch")
+    if isinstance(batch, Tensor) and batch.numel():
+        return int(batch.max()) + 1
     if isinstance(output, Tensor):
         return int(output.shape[0]) if output.dim() else 1
     return 0
@@ -52,13 +57,13 @@ def count_passes(model: nn.Module, device: torch.device | None = None) -> Iterat
     """
     cost = Cost()
 
-    def on_forward(_module: nn.Module, _inputs: object, output: object) -> None:
-        rows = _rows(output)
+    def on_forward(_module: nn.Module, _args: object, kwargs: dict[str, object], output: object) -> None:
+        rows = _rows(kwargs, output)
         cost.forward_passes += rows
         if isinstance(output, Tensor) and output.requires_grad:
-            output.register_hook(lambda grad: _add_backward(cost, grad))
+            output.register_hook(lambda _grad: _add_backward(cost, rows))
 
-    handle = model.register_forward_hook(on_forward)
+    handle = model.register_forward_hook(on_forward, with_kwargs=True)
     if device is not None and device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
@@ -71,5 +76,5 @@ def count_passes(model: nn.Module, device: torch.device | None = None) -> Iterat
             cost.peak_memory_mb = torch.cuda.max_memory_allocated(device) / 2**20
 
 
-def _add_backward(cost: Cost, grad: Tensor) -> None:
-    cost.backward_passes += _rows(grad)
+def _add_backward(cost: Cost, rows: int) -> None:
+    cost.backward_passes += rows

@@ -72,7 +72,7 @@ class Metric(ABC):
         """``None`` if the metric applies to ``task``, else the reason it does not."""
         if task.modality not in self.modalities:
             return f"{self.name} is not defined for {task.modality} tasks"
-        if self.needs_ground_truth and not getattr(task, "has_ground_truth", True):
+        if self.needs_ground_truth and not task.has_ground_truth:
             return f"{self.name} needs ground truth, which {task.name} does not have"
         return None
 

@@ -116,8 +116,9 @@ def union_of_subgraphs(x: Tensor, edge_index: Tensor, nodes: Tensor, num_hops: i
 class GraphTask(Task):
     """Node classification on one graph; features are the edges of each node's computation subgraph.
 
-    Subclasses provide the graph, the model (called ``model(x, edge_index, edge_weight=...)``
-    and returning node logits) and ``num_hops``, its number of message-passing layers.
+    Subclasses provide the graph, the model (called ``model(x, edge_index, edge_weight=...,
+    batch=...)`` and returning node logits; ``batch`` assigns nodes to subgraph copies, as in PyG,
+    which is how the cost counter counts one pass per copy rather than per node) and ``num_hops``, its number of message-passing layers.
     ``feature_shape`` is the graph's edge count: no computation subgraph has more edges, but a
     batch's real width is ``E_max`` from :meth:`valid_features`.
     """
@@ -186,7 +187,12 @@ class GraphTask(Task):
         )
 
     def predict(self, model: nn.Module, model_inputs: GraphInputs) -> Tensor:
-        logits = model(model_inputs.x, model_inputs.edge_index, edge_weight=model_inputs.edge_weight)
+        logits = model(
+            model_inputs.x,
+            model_inputs.edge_index,
+            edge_weight=model_inputs.edge_weight,
+            batch=model_inputs.node_sample,
+        )
         return logits[model_inputs.center]
 
     # ---- what explainers need -----------------------------------------------------------
@@ -237,4 +243,5 @@ class GraphTask(Task):
             index=inputs.center,
             edge_slot=torch.stack([inputs.edge_sample, inputs.edge_slot], dim=1),
             task_level="node",
+            kwargs={"batch": inputs.node_sample},
         )

@@ -30,6 +30,8 @@ class ToyTask(Task):
     modality = "image"
     num_classes = 2
     removal_name = "zero"
+    weights_stem = "toy_linear"
+    has_ground_truth = True
     card = TaskCard("generated", "linear", "pixels 4x4", "zero", "planted block", "MIT")
 
     @property
