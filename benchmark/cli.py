@@ -3,9 +3,8 @@ model, open the leaderboard.
 
 Bring your own task, method or metric: write a Python file that registers it
 (``@METHODS.register("my-method")`` on an ``Explainer`` subclass, likewise ``TASKS`` and
-``METRICS``) and pass it with ``--plugin FILE.py`` to ``run`` or ``list``, e.g.
-``xaiboard run --plugin my_method.py --methods my-method``. The option is hidden from
-``--help`` because ``xaiboard submit`` is the user-facing path; this is its mechanism.
+``METRICS``) and pass it with ``--plugin FILE.py`` to ``run``, ``list`` or ``train-model``,
+e.g. ``xaiboard run --plugin my_method.py --methods my-method``.
 """
 
 from __future__ import annotations
@@ -38,9 +37,15 @@ PLUGIN = click.option(
     "--plugin",
     "plugins",
     multiple=True,
-    hidden=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A Python file that registers extra tasks/methods/metrics (repeatable).",
+)
+DEVICE = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    help="auto = CUDA when torch sees a GPU, else CPU.",
 )
 
 
@@ -55,13 +60,7 @@ def main() -> None:
 @click.option("--metrics", help="Comma-separated metric names (default: every registered metric).")
 @click.option("--n", default=64, show_default=True, type=click.IntRange(min=1), help="Samples per task.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for sample choice and randomness.")
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    help="auto = CUDA when torch sees a GPU, else CPU.",
-)
+@DEVICE
 @click.option(
     "--results-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -118,13 +117,7 @@ def list_command(kind: str, plugins: Sequence[Path]) -> None:
 @main.command("train-model", help="Train TASK's model by its recipe and save the weights with their card.")
 @click.argument("task_name", metavar="TASK")
 @click.option("--seed", default=0, show_default=True, type=int, help="Training seed.")
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    help="auto = CUDA when torch sees a GPU, else CPU.",
-)
+@DEVICE
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -223,6 +216,8 @@ def _task_rows() -> list[dict]:
     for name in TASKS.names():
         task = TASKS.create(name)
         card = {k: v for k, v in asdict(task.card).items() if k != "removal"}
+        if card["test_accuracy"] is not None:
+            card["test_accuracy"] = round(card["test_accuracy"], 4)
         rows.append({"name": name, "version": task.version, "modality": task.modality, "removal": task.removal_name, **card})
     return rows
 

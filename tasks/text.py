@@ -206,9 +206,19 @@ class TextTask(Task):
         rarity = self.token_rarity.to(inputs.input_ids.device)[inputs.input_ids]
         return rarity * self.valid_features(inputs)
 
+    @cached_property
+    def embedding_scale(self) -> float:
+        """Standard deviation of the trained word-embedding matrix's entries.
+
+        Robustness radii are given in the input's own units (pixels in [0, 1] for images);
+        word embeddings have no such unit and are small (~0.03 here), so an absolute radius of
+        0.2 would replace the sentence by noise. Noise is therefore scaled by this value.
+        """
+        return float(self.embedding_layer(self.model()).weight.detach().std())
+
     def perturb(self, inputs: TextInputs, radius: float, generator: torch.Generator) -> TextInputs:
-        """Uniform noise in ``[-radius, radius]`` on the word embeddings (replacing any earlier
-        noise), drawn from ``generator`` on the inputs' device."""
+        """Uniform noise in ``[-r, r]`` on the word embeddings, ``r = radius * embedding_scale``
+        (replacing any earlier noise), drawn from ``generator`` on the inputs' device."""
         shape = (*inputs.input_ids.shape, self.model_config().hidden_size)
         noise = torch.rand(shape, generator=generator, device=inputs.input_ids.device) * 2 - 1
-        return replace(inputs, embedding_noise=radius * noise)
+        return replace(inputs, embedding_noise=radius * self.embedding_scale * noise)
