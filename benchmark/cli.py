@@ -67,6 +67,7 @@ def main() -> None:
     help="Where result records go (default: the repository's submissions/, or $XAIBOARD_SUBMISSIONS).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars or skip notes.")
+@click.option("--force", is_flag=True, help="Recompute every pair, ignoring stored results and cached explanations.")
 @PLUGIN
 def run_command(
     tasks: str | None,
@@ -77,6 +78,7 @@ def run_command(
     device: str,
     results_dir: Path | None,
     quiet: bool,
+    force: bool,
     plugins: Sequence[Path],
 ) -> None:
     _load_registries(plugins)
@@ -95,6 +97,7 @@ def run_command(
             store=ResultStore(results_dir),
             cache=ExplanationCache(),
             progress=not quiet,
+            force=force,
         )
     table = results_table(records)
     click.echo(table.to_string() if not table.empty else "no results (nothing applicable)")

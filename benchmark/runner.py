@@ -56,11 +56,14 @@ def run(
     store: ResultStore | None = None,
     cache: ExplanationCache | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> list[ResultRecord]:
     """Evaluate every method on every task with every metric; write and return the records.
 
     Names are looked up in the registries; objects are used as given. ``store`` and ``cache``
-    default to ``paths.submissions_dir()`` and ``paths.cache_dir()``.
+    default to ``paths.submissions_dir()`` and ``paths.cache_dir()``. Pairs whose results are
+    already stored (same task version, method hash, seed, n and metric parameters) are skipped
+    and explanations come from the cache, unless ``force`` recomputes everything.
     """
     device = resolve_device(device) if isinstance(device, str) else device
     job = _Run(
@@ -71,6 +74,7 @@ def run(
         cache=cache if cache is not None else ExplanationCache(),
         progress=progress,
         device_name=describe_device(device),
+        force=force,
     )
     methods = _instances(METHODS, methods)
     metrics = _instances(METRICS, metrics)
@@ -98,6 +102,7 @@ class _Run:
     cache: ExplanationCache
     progress: bool
     device_name: str
+    force: bool = False
     versions: dict[str, str] = field(default_factory=versions)
 
     def task(self, task: Task, methods: list[Explainer], metrics: list[Metric], bar: tqdm) -> list[ResultRecord]:
@@ -110,7 +115,7 @@ class _Run:
                 log.info("skip %s on %s: it supports %s only", explainer.name, task.name, sorted(explainer.modalities))
             elif applicable:
                 pair = self.pair_fields(task, explainer)
-                done = self.finished(pair, applicable)
+                done = None if self.force else self.finished(pair, applicable)
                 if done is not None:
                     log.info("skip %s on %s: all results already stored", explainer.name, task.name)
                     records.extend(done)
@@ -180,7 +185,7 @@ class _Run:
 
     def explanation(self, task: Task, explainer: Explainer, model: nn.Module, batch: Batch) -> CachedExplanation:
         """From the cache, or computed once over the whole batch under a pass counter."""
-        cached = self.cache.load(task, explainer, self.seed, self.n)
+        cached = None if self.force else self.cache.load(task, explainer, self.seed, self.n)
         if cached is not None:
             return cached
         torch.manual_seed(self.seed)

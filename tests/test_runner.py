@@ -198,6 +198,14 @@ def test_rerun_skips_finished_pairs_and_retries_errors(toy_task, tmp_path):
     assert metric.calls == 2
 
 
+def test_force_recomputes_stored_results_and_cached_explanations(toy_task, tmp_path):
+    method, metric = Counted(), Top1InGroundTruth()
+    first = run_toy(toy_task, [method], [metric], tmp_path)
+    again = run_toy(toy_task, [method], [metric], tmp_path, force=True)
+    assert (method.calls, metric.calls) == (2, 2)
+    assert again[0].scores == first[0].scores and again[0].created >= first[0].created
+
+
 def test_task_that_cannot_load_gives_error_records(toy_task, tmp_path, monkeypatch):
     def missing_weights(device="cpu"):
         raise FileNotFoundError("toy.safetensors: no committed weights")
