@@ -110,11 +110,22 @@ def run_command(
 
 @main.command("list", help="List registered tasks, methods or metrics with their metadata.")
 @click.argument("kind", type=click.Choice(["tasks", "methods", "metrics"]))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    show_default=True,
+    help="markdown writes a table for the docs (docs/metrics.md is generated so).",
+)
 @PLUGIN
-def list_command(kind: str, plugins: Sequence[Path]) -> None:
+def list_command(kind: str, fmt: str, plugins: Sequence[Path]) -> None:
     _load_registries(plugins)
     rows = {"tasks": _task_rows, "methods": _method_rows, "metrics": _metric_rows}[kind]()
-    click.echo(_left_aligned(pd.DataFrame(rows)) if rows else f"no {kind} registered")
+    if not rows:
+        click.echo(f"no {kind} registered")
+    else:
+        click.echo(_markdown(pd.DataFrame(rows)) if fmt == "markdown" else _left_aligned(pd.DataFrame(rows)))
 
 
 @main.command("train-model", help="Train TASK's model by its recipe and save the weights with their card.")
@@ -210,6 +221,14 @@ def _left_aligned(frame: pd.DataFrame) -> str:
     return text.to_string(index=False, justify="left", formatters=formatters)
 
 
+def _markdown(frame: pd.DataFrame) -> str:
+    """The frame as a GitHub-flavoured markdown table (no extra dependency such as tabulate)."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(value).replace("|", "\\|") for value in row) + " |")
+    return "\n".join(lines)
+
+
 def _ljust(width: int):
     return lambda value: value.ljust(width)
 
@@ -249,6 +268,7 @@ def _metric_rows() -> list[dict]:
                 "needs_explainer": metric.needs_explainer,
                 "defaults": metric.params,
                 "reference": metric.reference,
+                "checked_against": metric.checked_against,
             }
         )
     return rows

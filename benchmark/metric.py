@@ -55,6 +55,8 @@ class Metric(ABC):
     needs_ground_truth: ClassVar[bool] = False
     needs_explainer: ClassVar[bool] = False
     reference: ClassVar[str] = ""
+    #: the reference implementation our tests compare against (e.g. ``quantus.AUC``)
+    checked_against: ClassVar[str] = ""
     #: pinned defaults; the constructor may override them
     defaults: ClassVar[dict[str, Any]] = {}
 

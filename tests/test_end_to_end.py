@@ -15,15 +15,16 @@ import sys
 
 import pytest
 
+import xaiboard.benchmark.metrics  # noqa: F401  (registers the built-in metrics)
 from xaiboard.benchmark.paths import submissions_dir
+from xaiboard.benchmark.registry import METRICS as REGISTERED_METRICS
 from xaiboard.benchmark.store import ResultStore
 
 DEFAULT_TASKS = ["image/shapes", "text/planted", "graph/ba-shapes"]
 COMMON_METHODS = ["random", "input_magnitude", "saliency", "input_x_gradient", "integrated_gradients",
                   "smoothgrad", "occlusion"]
 ONLY = {"image/shapes": ["gradcam"], "graph/ba-shapes": ["gnnexplainer"], "text/planted": []}
-METRICS = ["deletion_auc", "insertion_auc", "max_sensitivity", "gt_auroc", "relevance_rank_accuracy",
-           "pointing_game", "sparseness", "mprt", "cost_passes", "cost_seconds"]
+METRICS = [m for m in REGISTERED_METRICS.names() if REGISTERED_METRICS.factory(m).__module__.startswith("xaiboard.")]
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import quantus
 import torch
 
@@ -15,17 +14,9 @@ from xaiboard.benchmark.metrics.perturbation_curves import (
     perturbation_curve,
 )
 from xaiboard.benchmark.registry import METRICS
-from xaiboard.benchmark.removal import RemovalEngine
 
 # float32 model outputs compared with Quantus running the same float32 model on numpy copies
 TOL = 1e-5
-
-
-@pytest.fixture
-def setup(toy_task):
-    model = toy_task.model()
-    batch = toy_task.samples("test", 6, seed=3)
-    return toy_task, model, batch, RemovalEngine(toy_task, model)
 
 
 def contribution(model, batch):

@@ -27,6 +27,7 @@ class CostMetric(Metric):
     direction = "lower"
     value_range = (0.0, float("inf"))
     reference = "Counted by xaiboard.benchmark.cost.count_passes (one pass = one sample row)"
+    checked_against = "exact pass counts of known gradient calls (tests/test_metrics_user_proxy.py)"
 
 
 @METRICS.register("cost_passes")

@@ -94,6 +94,58 @@ def pointing_game(attributions: Tensor, ground_truth: Tensor, valid: Tensor) -> 
     return score.masked_fill(_undefined(gt, valid), torch.nan).float()
 
 
+def gt_auprc(attributions: Tensor, ground_truth: Tensor, valid: Tensor) -> Tensor:
+    """Average precision of the attributions as a score for "feature is in the ground truth".
+
+    ``AP = 1/P sum_{i in GT} precision@rank(i)``, the mean precision at each ground-truth
+    feature's rank, which is ``sklearn.metrics.average_precision_score`` when no ground-truth
+    feature is tied with another feature. A tie group of ``m`` features (``g`` of them in the
+    ground truth, ``A`` features and ``T`` ground-truth features above it) is scored by its
+    expectation over random orders of the group: a ground-truth feature at group position ``s``
+    (uniform on ``1..m``) has precision ``(T + 1 + (s-1)(g-1)/(m-1)) / (A + s)`` in expectation,
+    which sums in closed form with harmonic numbers.
+    """
+    a, gt, valid = _flatten(attributions, ground_truth, valid)
+    above, tied, gt_above, gt_tied = _tie_groups(a.masked_fill(~valid, -torch.inf), gt)
+    span = _harmonic(above + tied) - _harmonic(above)
+    later_hits = (gt_tied - 1) / (tied - 1).clamp(min=1) * (tied - (above + 1) * span)
+    precision = ((gt_above + 1) * span + later_hits) / tied
+    ap = (precision * gt).sum(1) / gt.sum(1)
+    return ap.masked_fill(_undefined(gt, valid), torch.nan).float()
+
+
+def _tie_groups(a: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per feature of ``a [B, N]``: how many features (and GT features) lie strictly above it
+    and how many (and GT) share its value, as float64 ``[B, N]``; ``-inf`` padding is never above."""
+    ordered, order = a.sort(dim=1)
+    gt_cum = torch.nn.functional.pad(gt.gather(1, order).cumsum(1), (1, 0))
+    below = torch.searchsorted(ordered, a, side="left")
+    through = torch.searchsorted(ordered, a, side="right")
+    gt_below, gt_through = gt_cum.gather(1, below), gt_cum.gather(1, through)
+    counts = (a.shape[1] - through, through - below, gt_cum[:, -1:] - gt_through, gt_through - gt_below)
+    return tuple(c.to(torch.float64) for c in counts)
+
+
+def _harmonic(n: Tensor) -> Tensor:
+    """Harmonic numbers ``H_n = sum_{k<=n} 1/k`` of a float tensor (``H_0 = 0``)."""
+    return torch.digamma(n + 1) + 0.5772156649015329
+
+
+def relevance_mass_accuracy(attributions: Tensor, ground_truth: Tensor, valid: Tensor) -> Tensor:
+    """Share of the attribution mass that falls inside the ground truth: ``sum_GT a / sum a``.
+
+    Summed over the valid features. Padding never counts. An all-zero map has no mass to
+    place; it is scored as the uniform map it ties with, i.e. the ground-truth share.
+    """
+    a, gt, valid = _flatten(attributions, ground_truth, valid)
+    a = a.masked_fill(~valid, 0.0)
+    total = a.sum(1)
+    empty = (a == 0).all(1)
+    share = gt.sum(1) / valid.sum(1)
+    mass = torch.where(empty, share, (a * gt).sum(1) / total.masked_fill(empty, 1.0))
+    return mass.masked_fill(_undefined(gt, valid), torch.nan).float()
+
+
 class GroundTruthMetric(Metric):
     """A user-proxy metric that compares the explanation with the task's ground-truth mask."""
 
@@ -121,6 +173,7 @@ class GroundTruthAUROC(GroundTruthMetric):
     """
 
     name = "gt_auroc"
+    checked_against = "sklearn.metrics.roc_auc_score and quantus.AUC (1e-5)"
     reference = (
         "Fawcett, 'An introduction to ROC analysis', Pattern Recognition Letters 27 (2006); "
         "as a localisation metric: Hedström et al., 'Quantus', JMLR 24 (2023)"
@@ -138,6 +191,7 @@ class RelevanceRankAccuracy(GroundTruthMetric):
     """
 
     name = "relevance_rank_accuracy"
+    checked_against = "quantus.RelevanceRankAccuracy (abs=False, no ties at k; 1e-5)"
     reference = (
         "Arras, Osman and Samek, 'CLEVR-XAI: A benchmark dataset for the ground truth evaluation "
         "of neural network explanations', Information Fusion 81 (2022)"
@@ -155,7 +209,53 @@ class PointingGame(GroundTruthMetric):
     """
 
     name = "pointing_game"
+    checked_against = "quantus.PointingGame (unique maximum; 1e-5)"
     reference = (
         "Zhang et al., 'Top-down Neural Attention by Excitation Backprop', IJCV 126 (2018)"
     )
     score = staticmethod(pointing_game)
+
+
+@METRICS.register("gt_auprc")
+class GroundTruthAUPRC(GroundTruthMetric):
+    """Average precision of the attribution scores against the ground-truth mask, per sample.
+
+    Mean precision at the rank of each ground-truth feature. Unlike AUROC its chance level is
+    tied to the ground-truth share, so it rewards putting the (few) evidence features first
+    rather than merely above average. Equals ``sklearn.metrics.average_precision_score(gt,
+    attribution)`` over the valid features when no ground-truth feature shares its value with
+    another; sklearn scores a tie group at its end (every member gets the group's final
+    precision), which penalises ties, so a constant map scores the ground-truth share ``P/n``
+    there but a random map ``(P-1)/(n-1) + H_n (n-P) / (n (n-1))`` in expectation. We score
+    ties by their expectation under a random tie-break, as the other ground-truth metrics do, so
+    a constant map scores exactly the random map's expectation.
+    """
+
+    name = "gt_auprc"
+    reference = (
+        "Davis and Goadrich, 'The relationship between precision-recall and ROC curves', ICML "
+        "2006; as a localisation metric: Hedström et al., 'Quantus', JMLR 24 (2023)"
+    )
+    checked_against = "sklearn.metrics.average_precision_score (no ties, 1e-5)"
+    score = staticmethod(gt_auprc)
+
+
+@METRICS.register("relevance_mass_accuracy")
+class RelevanceMassAccuracy(GroundTruthMetric):
+    """Share of the total attribution mass inside the ground truth (Arras et al., 2022).
+
+    ``RMA = sum_{i in GT} a_i / sum_i a_i`` over the valid features. Equals
+    ``quantus.RelevanceMassAccuracy`` with ``abs=False``; Quantus's default is also
+    ``abs=False``, ours is ``abs=True`` (mass = magnitude, as the other ground-truth metrics;
+    only then is the score a share in ``[0, 1]``: signed sums can cancel and make it unbounded).
+    An all-zero map scores the ground-truth share (Quantus: NaN), and a ground truth that covers
+    every valid feature gives NaN (Quantus: 1).
+    """
+
+    name = "relevance_mass_accuracy"
+    reference = (
+        "Arras, Osman and Samek, 'CLEVR-XAI: A benchmark dataset for the ground truth evaluation "
+        "of neural network explanations', Information Fusion 81 (2022)"
+    )
+    checked_against = "quantus.RelevanceMassAccuracy (abs=False, 1e-5)"
+    score = staticmethod(relevance_mass_accuracy)

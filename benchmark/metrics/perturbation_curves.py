@@ -1,4 +1,4 @@
-"""Faithfulness by perturbation curves: deletion (MoRF) and insertion AUC.
+"""Faithfulness by perturbation curves: deletion (MoRF), insertion AUC, and ABPC.
 
 If an attribution ranks features by how much the model relies on them, removing the top-ranked
 features first should make the target score collapse quickly (deletion), and restoring them
@@ -13,6 +13,10 @@ Sampling for Explanation of Black-box Models", BMVC 2018 (deletion and insertion
 Only valid feature slots are ranked and counted: a sample with ``n`` valid features removes
 ``round(t * n)`` of them at fraction ``t`` (round half to even, as ``torch.round``). Ties in the
 attribution are broken by feature index (stable sort), so curves are deterministic.
+
+The path normally removes the most relevant features first (MoRF); ``order="lerf"`` walks it
+least relevant first, which ABPC needs (Schulz et al., "Restricting the Flow: Information
+Bottlenecks for Attribution", ICLR 2020).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ..registry import METRICS
 from ..removal import Output, RemovalEngine
 
 Mode = Literal["deletion", "insertion"]
+Order = Literal["morf", "lerf"]
 
 
 def feature_ranks(explanation: Tensor, valid: Tensor) -> Tensor:
@@ -41,13 +46,14 @@ def feature_ranks(explanation: Tensor, valid: Tensor) -> Tensor:
     return torch.empty_like(order).scatter_(1, order, positions)
 
 
-def keep_masks(explanation: Tensor, valid: Tensor, steps: int, mode: Mode) -> Tensor:
+def keep_masks(explanation: Tensor, valid: Tensor, steps: int, mode: Mode, order: Order = "morf") -> Tensor:
     """Bool keep-masks ``[B, steps + 1, *F]``, one per removed fraction ``t = s / steps``.
 
-    Step ``s`` covers the top ``round(s / steps * n_valid)`` features of each sample: deletion
-    keeps everything else, insertion keeps exactly those.
+    Step ``s`` covers the first ``round(s / steps * n_valid)`` features of each sample in the
+    given order (``morf``: highest attribution first; ``lerf``: lowest first, ties still by
+    index): deletion keeps everything else, insertion keeps exactly those.
     """
-    ranks = feature_ranks(explanation, valid)
+    ranks = feature_ranks(explanation if order == "morf" else -explanation, valid)
     n_valid = valid.flatten(1).sum(dim=1, dtype=torch.float64)
     fractions = torch.arange(steps + 1, dtype=torch.float64, device=ranks.device) / steps
     covered = torch.round(fractions[None, :] * n_valid[:, None]).long()
@@ -65,18 +71,35 @@ def perturbation_curve(
     steps: int = 20,
     mode: Mode = "deletion",
     output: Output = "prob",
+    order: Order = "morf",
 ) -> Tensor:
     """Target scores ``[B, steps + 1]`` along the deletion or insertion path.
 
     All ``steps + 1`` keep-masks go through the removal engine as one stack, so the model runs
     in large chunks instead of once per step.
     """
-    return engine.scores(inputs, keep_masks(explanation, valid, steps, mode), targets, output)
+    return engine.scores(inputs, keep_masks(explanation, valid, steps, mode, order), targets, output)
 
 
 def curve_auc(curve: Tensor) -> Tensor:
     """Trapezoidal area ``[B]`` under curves ``[B, S + 1]`` sampled evenly on ``t in [0, 1]``."""
     return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)
+
+
+def context_auc(ctx: MetricContext, params: dict[str, Any], mode: Mode, order: Order = "morf") -> Tensor:
+    """Curve area ``[B]`` for a metric's batch, with its pinned ``steps`` and ``output``."""
+    curve = perturbation_curve(
+        ctx.engine,
+        ctx.batch.inputs,
+        ctx.batch.targets,
+        ctx.explanation,
+        ctx.batch.valid,
+        steps=params["steps"],
+        mode=mode,
+        output=params["output"],
+        order=order,
+    )
+    return curve_auc(curve)
 
 
 class PerturbationAUC(Metric):
@@ -95,17 +118,7 @@ class PerturbationAUC(Metric):
     defaults = {"steps": 20, "output": "prob"}
 
     def compute(self, ctx: MetricContext) -> Tensor:
-        curve = perturbation_curve(
-            ctx.engine,
-            ctx.batch.inputs,
-            ctx.batch.targets,
-            ctx.explanation,
-            ctx.batch.valid,
-            steps=self.params["steps"],
-            mode=self.mode,
-            output=self.params["output"],
-        )
-        return curve_auc(curve)
+        return context_auc(ctx, self.params, self.mode)
 
 
 @METRICS.register("deletion_auc")
@@ -119,6 +132,7 @@ class DeletionAUC(PerturbationAUC):
     """
 
     name = "deletion_auc"
+    checked_against = "quantus.PixelFlipping curve (features_in_step = n/steps; 1e-5)"
     mode = "deletion"
     direction = "lower"
 
@@ -135,5 +149,34 @@ class InsertionAUC(PerturbationAUC):
     """
 
     name = "insertion_auc"
+    checked_against = "quantus.PixelFlipping run from the removed input, restoring original values (1e-5)"
     mode = "insertion"
     direction = "higher"
+
+
+@METRICS.register("abpc")
+class ABPC(Metric):
+    """Area between the perturbation curves: ``AUC(LeRF deletion) - AUC(MoRF deletion)``.
+
+    Both curves delete features on the same grid ``t = 0, 1/S, ..., 1`` (``S = steps``) and
+    share their end points (full input, fully removed input); MoRF removes the highest-attributed
+    features first, LeRF the lowest first. A faithful ranking makes the score collapse early
+    under MoRF and late under LeRF, so higher is better; a reversed ranking is negative and a
+    ranking that carries no information is ~0. Unlike deletion AUC alone, ABPC does not reward
+    an attribution for a model whose score drops under any removal.
+
+    The paper removes 8x8 tiles of an image; here the features are the task's own (pixels,
+    tokens, edges) and removal is the task's operator, as for ``deletion_auc``. ``value_range``
+    is that of the default ``output="prob"``.
+    """
+
+    name = "abpc"
+    family = "faithfulness"
+    direction = "higher"
+    value_range = (-1.0, 1.0)
+    reference = "Schulz et al., Restricting the Flow: Information Bottlenecks for Attribution, ICLR 2020"
+    checked_against = "quantus.RegionPerturbation (order=lerf and morf, patch_size=1; 1e-5)"
+    defaults = {"steps": 20, "output": "prob"}
+
+    def compute(self, ctx: MetricContext) -> Tensor:
+        return context_auc(ctx, self.params, "deletion", "lerf") - context_auc(ctx, self.params, "deletion")
