@@ -170,7 +170,9 @@ def leaderboard_command(results_dir: Path | None) -> None:
 
     app = Path(xaiboard.leaderboard.__file__).parent / "app.py"
     env = {**os.environ, "XAIBOARD_SUBMISSIONS": str(results_dir or submissions_dir())}
-    completed = subprocess.run([sys.executable, "-m", "streamlit", "run", str(app)], env=env, check=False)
+    # no usage statistics: the board is often run offline, and it is nobody's business
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--browser.gatherUsageStats", "false"]
+    completed = subprocess.run(command, env=env, check=False)
     sys.exit(completed.returncode)
 
 
