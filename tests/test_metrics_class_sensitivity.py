@@ -12,7 +12,7 @@ from test_metrics_robustness_sanity import (
     CNNTask,
     context,
     model_free,
-    quantus_saliency,
+    run_quantus,
     saliency,
 )
 from torch import Tensor
@@ -96,15 +96,7 @@ def test_random_logit_equals_quantus(monkeypatch) -> None:
         abs=False,
         disable_warnings=True,
     )
-    theirs = metric(
-        ctx.model,
-        ctx.batch.inputs.numpy(),
-        ctx.batch.targets.numpy(),
-        a_batch=ctx.explanation[:, None].numpy(),
-        explain_func=quantus_saliency,
-        channel_first=True,
-        device="cpu",
-    )
+    theirs = run_quantus(metric, ctx)
     ours = METRICS.create("random_logit").compute(ctx)
     assert np.ptp(theirs) > 0.2  # a non-degenerate comparison
     # float32 Pearson of identical ranks: torch vs scipy's float64

@@ -63,6 +63,20 @@ def quantus_saliency(model, inputs, targets, **_) -> np.ndarray:
     return saliency(model, torch.as_tensor(inputs), torch.as_tensor(targets))[:, None].numpy()
 
 
+def run_quantus(metric, ctx):
+    """Run a Quantus metric on the context's model, batch and explanation, re-explaining with
+    the same saliency as ours."""
+    return metric(
+        ctx.model,
+        ctx.batch.inputs.numpy(),
+        ctx.batch.targets.numpy(),
+        a_batch=ctx.explanation[:, None].numpy(),
+        explain_func=quantus_saliency,
+        channel_first=True,
+        device="cpu",
+    )
+
+
 def context(task, explain, n=4, batch=None) -> MetricContext:
     model = task.model()
     batch = batch or task.samples("test", n, seed=1)
@@ -129,15 +143,7 @@ def test_max_sensitivity_equals_quantus(normalise):
         normalise_func_kwargs={"normalise_axes": (1, 2, 3)},  # per sample, as ours
         disable_warnings=True,
     )
-    theirs = metric(
-        ctx.model,
-        ctx.batch.inputs.numpy(),
-        ctx.batch.targets.numpy(),
-        a_batch=ctx.explanation[:, None].numpy(),
-        explain_func=quantus_saliency,
-        channel_first=True,
-        device="cpu",
-    )
+    theirs = run_quantus(metric, ctx)
     assert (ours > 0.1).all()  # ReLU patterns change under noise, so the comparison is not 0 == 0
     # float32 norms of the same gradients, computed in torch (ours) and numpy (Quantus)
     np.testing.assert_allclose(ours.numpy(), np.asarray(theirs), rtol=1e-5, atol=1e-6)
@@ -181,15 +187,7 @@ def test_mprt_equals_quantus():
     names, ours = mprt_similarities(ctx)
     seed = ctx.generator(RANDOMISATION_SALT).initial_seed()
     metric = quantus.MPRT(layer_order="top_down", seed=seed - 1, disable_warnings=True)
-    theirs = metric(
-        ctx.model,
-        ctx.batch.inputs.numpy(),
-        ctx.batch.targets.numpy(),
-        a_batch=ctx.explanation[:, None].numpy(),
-        explain_func=quantus_saliency,
-        channel_first=True,
-        device="cpu",
-    )
+    theirs = run_quantus(metric, ctx)
     assert list(theirs)[1:] == names  # "original" first: the unrandomised model
     expected = np.stack([theirs[name] for name in names], axis=1)
     assert np.ptp(expected) > 0.2  # layers differ, so the layer order is really being checked
