@@ -12,13 +12,12 @@ import torch
 
 from xaiboard.benchmark.metric import MetricContext
 from xaiboard.benchmark.metrics.correlation import (
-    average_ranks,
     faithfulness_correlation,
     feature_groups,
-    masked_spearman,
     monotonicity_correlation,
     random_subsets,
 )
+from xaiboard.benchmark.metrics.rank_correlation import average_ranks, spearman
 from xaiboard.benchmark.registry import METRICS
 
 # float32 model outputs compared with Quantus running the same float32 model on numpy copies
@@ -97,7 +96,7 @@ def test_ranks_and_spearman_match_scipy_with_ties_and_a_mask():
     np.testing.assert_allclose(average_ranks(a, mask)[0].numpy(), scipy.stats.rankdata(a[0]))
     np.testing.assert_allclose(average_ranks(a, mask)[1, :5].numpy(), scipy.stats.rankdata(a[1, :5]))
     expected = [scipy.stats.spearmanr(a[0], b[0])[0], scipy.stats.spearmanr(a[1, :5], b[1, :5])[0]]
-    np.testing.assert_allclose(masked_spearman(a, b, mask).numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(spearman(a, b, mask).numpy(), expected, atol=1e-12)
 
 
 def test_registered_metrics_equal_the_pure_functions(setup):

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from toy_task import ToyTask
 from xaiboard.benchmark.metric import MetricContext
-from xaiboard.benchmark.metrics.randomisation import RANDOMISATION_SALT, mprt_similarities, spearman
+from xaiboard.benchmark.metrics.rank_correlation import spearman
+from xaiboard.benchmark.metrics.randomisation import RANDOMISATION_SALT, mprt_similarities
 from xaiboard.benchmark.registry import METRICS
 from xaiboard.benchmark.removal import RemovalEngine
 from xaiboard.benchmark.task import Batch

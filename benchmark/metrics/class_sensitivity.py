@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
-from .randomisation import spearman
+from .rank_correlation import spearman
 
 #: salt of ``MetricContext.generator`` that draws random_logit's other classes
 RANDOM_LOGIT_SALT = 101
@@ -47,7 +47,7 @@ def class_similarity(ctx: MetricContext, others: Tensor, absolute: bool) -> Tens
         raise ValueError("explaining another class re-runs the explainer, but only precomputed explanations were given")
     other = ctx.explain(ctx.model, ctx.batch.inputs, others)
     prepare = torch.abs if absolute else torch.clone
-    return spearman(prepare(ctx.explanation), prepare(other), ctx.batch.valid)
+    return spearman(prepare(ctx.explanation), prepare(other), ctx.batch.valid).to(ctx.explanation.dtype)
 
 
 class OtherClassMetric(Metric):

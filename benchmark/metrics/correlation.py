@@ -26,33 +26,7 @@ from ..metric import Metric, MetricContext
 from ..registry import METRICS
 from ..removal import Output, RemovalEngine
 from .perturbation_curves import feature_ranks
-
-
-def masked_pearson(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
-    """Pearson correlation ``[B]`` between rows of ``a`` and ``b`` ``[B, K]``, over ``mask`` only."""
-    weight = mask.to(torch.float64)
-    count = weight.sum(dim=1, keepdim=True)
-    a, b = a.to(torch.float64), b.to(torch.float64)
-    da = (a - (a * weight).sum(dim=1, keepdim=True) / count) * weight
-    db = (b - (b * weight).sum(dim=1, keepdim=True) / count) * weight
-    return (da * db).sum(dim=1) / ((da**2).sum(dim=1) * (db**2).sum(dim=1)).sqrt()
-
-
-def average_ranks(values: Tensor, mask: Tensor) -> Tensor:
-    """Ranks ``[B, K]`` (1-based, ties averaged as in ``scipy.stats.rankdata``) among ``mask``.
-
-    ``K`` is small (subsets or feature groups), so the pairwise ``[B, K, K]`` comparison is
-    cheap and needs no sort.
-    """
-    other = mask[:, None, :]
-    below = ((values[:, None, :] < values[:, :, None]) & other).sum(dim=2)
-    equal = ((values[:, None, :] == values[:, :, None]) & other).sum(dim=2)
-    return below.to(torch.float64) + (equal.to(torch.float64) + 1) / 2
-
-
-def masked_spearman(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
-    """Spearman rank correlation ``[B]`` over ``mask``: Pearson of the tie-averaged ranks."""
-    return masked_pearson(average_ranks(a, mask), average_ranks(b, mask), mask)
+from .rank_correlation import pearson, spearman
 
 
 def subset_sizes(valid: Tensor, fraction: float) -> Tensor:
@@ -89,7 +63,7 @@ def faithfulness_correlation(
     """
     drops = engine.full(inputs, targets, output)[:, None] - engine.scores(inputs, ~subsets, targets, output)
     sums = (explanation.unsqueeze(1) * subsets).flatten(2).sum(dim=2)
-    return masked_pearson(sums, drops, torch.ones_like(drops, dtype=torch.bool))
+    return pearson(sums, drops, torch.ones_like(drops, dtype=torch.bool))
 
 
 def feature_groups(explanation: Tensor, valid: Tensor, max_groups: int) -> tuple[Tensor, Tensor]:
@@ -128,7 +102,7 @@ def monotonicity_correlation(
     members, exists = feature_groups(explanation, valid, max_groups)
     change = engine.full(inputs, targets, output)[:, None] - engine.scores(inputs, ~members, targets, output)
     sums = (explanation.abs().unsqueeze(1) * members).flatten(2).sum(dim=2)
-    return masked_spearman(sums, change**2, exists)
+    return spearman(sums, change**2, exists)
 
 
 @METRICS.register("faithfulness_correlation")

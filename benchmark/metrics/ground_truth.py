@@ -29,6 +29,7 @@ from torch import Tensor
 
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
+from .rank_correlation import average_ranks
 
 ScoreFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -53,11 +54,7 @@ def gt_auroc(attributions: Tensor, ground_truth: Tensor, valid: Tensor) -> Tenso
     ``AUC = (sum of GT ranks - P(P+1)/2) / (P * N)`` with ``P`` GT and ``N`` other features.
     """
     a, gt, valid = _flatten(attributions, ground_truth, valid)
-    a = a.masked_fill(~valid, torch.inf)
-    ordered = a.sort(dim=1).values
-    below = torch.searchsorted(ordered, a, side="left")
-    at_or_below = torch.searchsorted(ordered, a, side="right")
-    ranks = (below + at_or_below + 1).to(torch.float64) / 2
+    ranks = average_ranks(a, valid)
     pos = gt.sum(1).to(torch.float64)
     neg = valid.sum(1) - pos
     u = (ranks * gt).sum(1) - pos * (pos + 1) / 2

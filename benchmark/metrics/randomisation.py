@@ -19,40 +19,10 @@ from torch import Tensor, nn
 
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
+from .rank_correlation import spearman
 
 #: salt of ``MetricContext.generator`` whose seed drives the re-initialisation
 RANDOMISATION_SALT = 7
-
-
-def average_ranks(values: Tensor, valid: Tensor) -> Tensor:
-    """1-based ranks ``[B, N]`` of ``values [B, N]`` among each row's valid slots.
-
-    Ties get their average rank, as ``scipy.stats.rankdata``; padding sorts after every valid
-    value so it never shifts a valid rank (its own ranks are meaningless). Written in torch
-    rather than calling scipy so that a batch is ranked at once, on the device.
-    """
-    padded = values.masked_fill(~valid, float("inf")).contiguous()
-    ordered = padded.sort(dim=1).values
-    below = torch.searchsorted(ordered, padded, side="left")
-    through = torch.searchsorted(ordered, padded, side="right")
-    return (below + through + 1).to(values.dtype) / 2
-
-
-def spearman(a: Tensor, b: Tensor, valid: Tensor) -> Tensor:
-    """Per-sample Spearman rank correlation ``[B]`` of ``a`` and ``b`` ``[B, *F]`` over valid slots.
-
-    Pearson correlation of the average ranks, which is ``scipy.stats.spearmanr``'s definition.
-    NaN where either explanation is constant over the valid slots (zero rank variance).
-    """
-    mask = valid.flatten(1)
-    ca, cb = _centred_ranks(a.flatten(1), mask), _centred_ranks(b.flatten(1), mask)
-    return (ca * cb).sum(dim=1) / ((ca * ca).sum(dim=1) * (cb * cb).sum(dim=1)).sqrt()
-
-
-def _centred_ranks(values: Tensor, mask: Tensor) -> Tensor:
-    ranks = average_ranks(values, mask).masked_fill(~mask, 0.0)
-    mean = ranks.sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True)
-    return (ranks - mean).masked_fill(~mask, 0.0)
 
 
 def randomisable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -96,7 +66,7 @@ def mprt_similarities(ctx: MetricContext, absolute: bool = True) -> tuple[list[s
     for name, randomised in cascading_randomisation(ctx.model, seed):
         explanation = prepare(ctx.explain(randomised, ctx.batch.inputs, ctx.batch.targets))
         names.append(name)
-        columns.append(spearman(original, explanation, ctx.batch.valid))
+        columns.append(spearman(original, explanation, ctx.batch.valid).to(original.dtype))
     return names, torch.stack(columns, dim=1)
 
 

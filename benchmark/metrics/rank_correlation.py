@@ -1,0 +1,44 @@
+"""Masked, batched rank and correlation helpers shared by the metrics.
+
+Several metrics compare two per-feature vectors per sample (MPRT, random logit, class
+sensitivity, monotonicity and faithfulness correlation) or rank attributions (ground-truth
+AUROC). They all need the same three pieces, computed for a whole batch at once and only over
+each row's valid slots, so that padding never shifts a rank or a mean.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def average_ranks(values: Tensor, valid: Tensor) -> Tensor:
+    """1-based ranks ``[B, N]`` of ``values [B, N]`` among each row's valid slots.
+
+    Ties get their average rank, as ``scipy.stats.rankdata``; padding sorts after every valid
+    value so it never shifts a valid rank (its own ranks are meaningless). Written in torch
+    rather than calling scipy so that a batch is ranked at once, on the device.
+    """
+    padded = values.masked_fill(~valid, float("inf")).contiguous()
+    ordered = padded.sort(dim=1).values
+    below = torch.searchsorted(ordered, padded, side="left")
+    through = torch.searchsorted(ordered, padded, side="right")
+    return (below + through + 1).to(values.dtype) / 2
+
+
+def pearson(a: Tensor, b: Tensor, valid: Tensor) -> Tensor:
+    """Pearson correlation ``[B]`` between rows of ``a`` and ``b`` ``[B, N]`` over ``valid``, in
+    float64. NaN where either row is constant over its valid slots, as in scipy."""
+    weight = valid.to(torch.float64)
+    count = weight.sum(dim=1, keepdim=True)
+    a, b = a.to(torch.float64), b.to(torch.float64)
+    da = (a - (a * weight).sum(dim=1, keepdim=True) / count) * weight
+    db = (b - (b * weight).sum(dim=1, keepdim=True) / count) * weight
+    return (da * db).sum(dim=1) / ((da**2).sum(dim=1) * (db**2).sum(dim=1)).sqrt()
+
+
+def spearman(a: Tensor, b: Tensor, valid: Tensor) -> Tensor:
+    """Spearman rank correlation ``[B]`` of ``a`` and ``b`` ``[B, *F]`` over the valid slots:
+    Pearson of the tie-averaged ranks, ``scipy.stats.spearmanr``'s definition."""
+    a, b, valid = a.flatten(1), b.flatten(1), valid.flatten(1)
+    return pearson(average_ranks(a, valid), average_ranks(b, valid), valid)
