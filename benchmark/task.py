@@ -26,11 +26,19 @@ from torch import Tensor, nn
 
 Modality = Literal["image", "text", "graph"]
 MODALITIES: tuple[Modality, ...] = ("image", "text", "graph")
+#: ``built-in`` tasks run offline from a fresh clone (the default suite); ``hub`` tasks load
+#: their data (and sometimes their model) from the Hugging Face hub or another public source.
+Tier = Literal["built-in", "hub"]
 
 
 @dataclass(frozen=True)
 class TaskCard:
-    """What a reader needs to trust a task's numbers (shown by ``xaiboard list tasks``)."""
+    """What a reader needs to trust a task's numbers (``xaiboard list tasks``, ``xaiboard task show``).
+
+    ``dataset_revision`` pins hub data (a commit or tag; ``None`` for generated or packaged data),
+    ``removal_baseline`` says what a removed feature becomes (the value metrics compare against),
+    and ``splits`` says which samples trained the model and which are evaluated.
+    """
 
     dataset: str
     model: str
@@ -39,6 +47,9 @@ class TaskCard:
     ground_truth: str
     licence: str
     test_accuracy: float | None = None
+    dataset_revision: str | None = None
+    removal_baseline: str = ""
+    splits: str = ""
     notes: str = ""
 
 
@@ -124,6 +135,8 @@ class Task(ABC):
     #: the training recipe's hyperparameters, recorded in the weights card
     recipe: dict[str, Any] = {}
     has_ground_truth: bool = False
+    #: ``built-in`` tasks form the default suite; ``hub`` tasks join it in ``--suite full``
+    tier: Tier = "built-in"
 
     # ---- model and data -------------------------------------------------------------
     @property
