@@ -3,7 +3,7 @@
 Explaining is usually the expensive step (Integrated Gradients, SmoothGrad, GNNExplainer), and
 every metric of a run reads the same explanation; re-running a metric, adding a metric or
 resuming a crashed run then costs no explanation at all. The key holds everything that
-changes the explanation: the task's name and version (data, model, removal) and the method's
+changes the explanation: the task's name, version and fingerprint (code, weights, removal) and the method's
 name and code hash (source + parameters), the seed and the sample count. The Cost of the
 original computation is stored alongside, so cost metrics stay truthful on a cache hit.
 """
@@ -42,6 +42,7 @@ class ExplanationCache:
         key = {
             "task": task.name,
             "task_version": task.version,
+            "task_fingerprint": task.fingerprint(),
             "method": explainer.name,
             "method_hash": explainer.code_hash(),
             "seed": seed,

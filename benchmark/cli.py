@@ -40,6 +40,7 @@ PLUGIN = click.option(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A Python file that registers extra tasks/methods/metrics (repeatable).",
 )
+SUITES = ("default", "full")
 DEVICE = click.option(
     "--device",
     default="auto",
@@ -55,7 +56,14 @@ def main() -> None:
 
 
 @main.command("run", help="Evaluate methods on tasks with metrics; write result records and print a table.")
-@click.option("--tasks", help="Comma-separated task names (default: every registered task).")
+@click.option(
+    "--suite",
+    type=click.Choice(SUITES),
+    default="default",
+    show_default=True,
+    help="default = the built-in tasks (offline); full = also the hub tasks (downloads data). Ignored with --tasks.",
+)
+@click.option("--tasks", help="Comma-separated task names (overrides --suite).")
 @click.option("--methods", help="Comma-separated method names (default: every registered method).")
 @click.option("--metrics", help="Comma-separated metric names (default: every registered metric).")
 @click.option("--n", default=64, show_default=True, type=click.IntRange(min=1), help="Samples per task.")
@@ -70,6 +78,7 @@ def main() -> None:
 @click.option("--force", is_flag=True, help="Recompute every pair, ignoring stored results and cached explanations.")
 @PLUGIN
 def run_command(
+    suite: str,
     tasks: str | None,
     methods: str | None,
     metrics: str | None,
@@ -82,7 +91,7 @@ def run_command(
     plugins: Sequence[Path],
 ) -> None:
     _load_registries(plugins)
-    task_names = _names(TASKS, tasks, "--tasks")
+    task_names = _names(TASKS, tasks, "--tasks") if tasks else suite_tasks(suite)
     method_names = _names(METHODS, methods, "--methods")
     metric_names = _names(METRICS, metrics, "--metrics")
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
@@ -159,6 +168,37 @@ def train_model_command(task_name: str, seed: int, device: str, out: Path | None
     click.echo(f"{task.name}: test accuracy {accuracy:.4f}; weights written to {path}")
 
 
+@main.group("task", help="Inspect one task.")
+def task_group() -> None:
+    pass
+
+
+@task_group.command("show", help="Print TASK's card: data, model and accuracy, features, removal, ground truth.")
+@click.argument("task_name", metavar="TASK")
+@PLUGIN
+def task_show_command(task_name: str, plugins: Sequence[Path]) -> None:
+    from xaiboard.tasks.weights import weights_meta
+
+    _load_registries(plugins)
+    task = TASKS.create(_names(TASKS, task_name, "TASK")[0])
+    training = weights_meta(task.weights_stem)
+    fields = {
+        "name": task.name,
+        "version": task.version,
+        "modality": task.modality,
+        "tier": task.tier,
+        "classes": task.num_classes,
+        **{k: v for k, v in asdict(task.card).items() if v not in (None, "")},
+        "training": ", ".join(f"{k}={training[k]}" for k in ("seed", "seconds") if k in training) or "no weights card",
+        "recipe": ", ".join(f"{k}={v}" for k, v in task.recipe.items()),
+    }
+    if task.card.test_accuracy is not None:
+        fields["test_accuracy"] = f"{task.card.test_accuracy:.4f}"
+    width = max(map(len, fields))
+    for key, value in fields.items():
+        click.echo(f"{key.ljust(width)}  {value}")
+
+
 @main.command("leaderboard", help="Open the Streamlit leaderboard over a results folder.")
 @click.option(
     "--results-dir",
@@ -195,6 +235,11 @@ def _load_registries(plugins: Sequence[Path]) -> None:
         except Exception as exc:
             del sys.modules[name]
             raise click.ClickException(f"plugin {path} failed to import: {type(exc).__name__}: {exc}") from exc
+
+
+def suite_tasks(suite: str) -> list[str]:
+    """The registered tasks of a suite: ``default`` = built-in tier, ``full`` = every task."""
+    return [name for name in TASKS.names() if suite == "full" or getattr(TASKS.factory(name), "tier", "built-in") == "built-in"]
 
 
 def _names(registry: Registry, given: str | None, option: str) -> list[str]:
@@ -242,7 +287,10 @@ def _task_rows() -> list[dict]:
         card = {k: v for k, v in asdict(task.card).items() if k != "removal"}
         if card["test_accuracy"] is not None:
             card["test_accuracy"] = round(card["test_accuracy"], 4)
-        rows.append({"name": name, "version": task.version, "modality": task.modality, "removal": task.removal_name, **card})
+        rows.append(
+            {"name": name, "version": task.version, "modality": task.modality, "tier": task.tier,
+             "removal": task.removal_name, **card}
+        )
     return rows
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import bootstrap
+from scipy.stats import bootstrap, permutation_test
 from torch import Tensor
 
 from .record import Summary
@@ -77,3 +77,38 @@ def _bootstrap(values: np.ndarray, method: str, seed: int, confidence: float, n_
             rng=np.random.default_rng(seed),
         )
     return result.confidence_interval.low, result.confidence_interval.high
+
+
+def paired_permutation_pvalue(
+    scores: Tensor | np.ndarray,
+    reference: Tensor | np.ndarray,
+    direction: str,
+    seed: int,
+    n_resamples: int = 9999,
+) -> float:
+    """One-sided p-value that ``scores`` beat ``reference`` on the same samples (paired test).
+
+    The question "does this method beat random attributions on this metric?" is a paired one:
+    both were scored on the same samples, so the test permutes *within* pairs, randomly swapping
+    the two scores of a sample (``scipy.stats.permutation_test``, ``permutation_type="samples"``),
+    with the mean paired difference as statistic (Good, 2005, "Permutation, Parametric and
+    Bootstrap Tests of Hypotheses", ch. 3). ``direction`` is the metric's ("higher" or "lower"
+    is better); the alternative is that the method is better. Pairs where either score is
+    NaN/inf are dropped. With fewer than 2^n pairs exhaustive permutation is used (scipy decides).
+    """
+    a, b = _as_array(scores), _as_array(reference)
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores differ in length: {a.size} vs {b.size}")
+    finite = np.isfinite(a) & np.isfinite(b)
+    if finite.sum() < 2:
+        raise ValueError("fewer than 2 finite pairs")
+    result = permutation_test(
+        (a[finite], b[finite]),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=n_resamples,
+        alternative="greater" if direction == "higher" else "less",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.pvalue)

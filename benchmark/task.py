@@ -16,6 +16,8 @@ Shapes used throughout:
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -213,6 +215,22 @@ class Task(ABC):
     def graph_call(self, model: nn.Module, inputs: Any) -> GraphCall | None:
         """The batch as one PyG call (graph tasks); ``None`` if not applicable."""
         return None
+
+    def fingerprint(self) -> str:
+        """Hash of the task's code, committed weights and removal: part of the explanation cache key.
+
+        ``version`` is what results cite, but a task under development (a plugin file being
+        edited) keeps its version while its data or model change; the fingerprint makes the
+        cache miss then instead of serving explanations of the old task.
+        """
+        from xaiboard.tasks.weights import weights_path
+
+        digest = hashlib.sha256(inspect.getsource(inspect.getmodule(type(self))).encode())
+        digest.update(self.removal_name.encode())
+        weights = weights_path(self.weights_stem) if getattr(self, "weights_stem", None) else None
+        if weights is not None and weights.exists():
+            digest.update(weights.read_bytes())
+        return digest.hexdigest()[:12]
 
     def __repr__(self) -> str:
         return f"<Task {self.name}@{self.version}>"

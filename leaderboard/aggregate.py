@@ -27,6 +27,7 @@ import pandas as pd
 import xaiboard.methods  # noqa: F401  (registers the built-ins, whose classes say which are controls)
 from xaiboard.benchmark.record import ResultRecord
 from xaiboard.benchmark.registry import METHODS
+from xaiboard.benchmark.stats import paired_permutation_pvalue
 
 Bound = float | np.ndarray | pd.Series
 
@@ -34,7 +35,9 @@ FAMILIES = ("faithfulness", "robustness", "user_proxy", "sanity", "cost")
 RANDOM = "random"
 COST_FIELDS = ("forward_passes", "backward_passes", "seconds", "peak_memory_mb")
 _RESULT_COLUMNS = ["method", "status", "mean", "ci_low", "ci_high", "n", "is_control", "error"]
-TABLE_COLUMNS = ["rank", "method", "mean", "ci_low", "ci_high", "n", "is_control", "beats_random", "status", "error"]
+TABLE_COLUMNS = [
+    "rank", "method", "mean", "ci_low", "ci_high", "n", "is_control", "beats_random", "p_vs_random", "status", "error",
+]
 PROVENANCE_COLUMNS = ["method", "method_hash", "task_version", "seed", "n_samples", "removal", "device", "versions"]
 
 
@@ -114,6 +117,28 @@ def beats_random(records: Sequence[ResultRecord], task: str, metric: str) -> pd.
     return _beats_random(frame, direction_of(records, task, metric))
 
 
+def p_vs_random(records: Sequence[ResultRecord], task: str, metric: str) -> pd.Series:
+    """Per method, the paired permutation test's p-value that it beats ``random`` (one-sided).
+
+    Complements ``beats_random``: the CI rule compares two marginal intervals, the test uses
+    that both were scored on the same samples, so it detects smaller, consistent differences.
+    Only pairs of ok records over the same samples (same task version, seed and sample count)
+    are tested; the p-values are not corrected for the number of methods compared.
+    """
+    ok = {r.method: r for r in records if r.task == task and r.metric == metric and r.status == "ok"}
+    reference = ok.pop(RANDOM, None)
+    if reference is None:
+        return pd.Series(dtype=float, name="p_vs_random")
+    same_samples = lambda r: (r.task_version, r.seed, len(r.scores)) == (  # noqa: E731
+        reference.task_version, reference.seed, len(reference.scores))
+    values = {
+        method: paired_permutation_pvalue(r.scores, reference.scores, reference.direction, seed=reference.seed)
+        for method, r in ok.items()
+        if same_samples(r) and len(r.scores) >= 2
+    }
+    return pd.Series(values, dtype=float, name="p_vs_random")
+
+
 def leaderboard_table(records: Sequence[ResultRecord], task: str, metric: str) -> pd.DataFrame:
     """The ranked table for one (task, metric), best first, error rows last.
 
@@ -131,6 +156,7 @@ def leaderboard_table(records: Sequence[ResultRecord], task: str, metric: str) -
     rank[ok] = 1 + better.sum(axis=1)
     frame["rank"] = rank
     frame["beats_random"] = frame["method"].map(_beats_random(frame, direction)).astype("boolean")
+    frame["p_vs_random"] = frame["method"].map(p_vs_random(records, task, metric))
     best_first = -frame["mean"] if direction == "higher" else frame["mean"]
     order = np.lexsort((frame["method"].to_numpy(), best_first.to_numpy(), rank))
     return frame.iloc[order][TABLE_COLUMNS].reset_index(drop=True)

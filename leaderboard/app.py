@@ -56,6 +56,10 @@ def _versus_random(flag: object) -> str:
     return "" if pd.isna(flag) else ("beats random" if flag else "does not beat random")
 
 
+def _p_value(p: float) -> str:
+    return "" if pd.isna(p) else f"{p:.2g}"
+
+
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The ranked table as shown: CI as ``[lo, hi]``, controls and the random check in words."""
     return pd.DataFrame(
@@ -67,6 +71,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
             "95% CI": [_interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"])],
             "n": table["n"],
             "vs random": table["beats_random"].map(_versus_random),
+            "p (paired, vs random)": table["p_vs_random"].map(_p_value),
             "status": table["status"],
         }
     )

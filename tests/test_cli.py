@@ -22,6 +22,11 @@ class WeightedToy(ToyTask):
     recipe = {"epochs": 0}
 
 
+class HubToy(ToyTask):
+    name = "toy/hub"
+    tier = "hub"
+
+
 class Magnitude(Explainer):
     name = "test-cli-magnitude"
     modalities = frozenset({"image"})
@@ -48,6 +53,7 @@ class InGroundTruth(Metric):
 
 TASKS.register("toy/linear")(ToyTask)
 TASKS.register("toy/weighted")(WeightedToy)
+TASKS.register("toy/hub")(HubToy)
 METHODS.register("test-cli-magnitude")(Magnitude)
 METRICS.register("test-cli-top1")(InGroundTruth)
 '''
@@ -70,7 +76,7 @@ def invoke(args, env=None):
     return CliRunner().invoke(cli.main, args, env=env, catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["train-model"], ["leaderboard"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["train-model"], ["leaderboard"], ["task", "show"]])
 def test_every_command_has_help(command):
     result = invoke([*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output and len(result.output.splitlines()) > 4
@@ -79,7 +85,7 @@ def test_every_command_has_help(command):
 def test_list(plugin):
     tasks = invoke(["list", "tasks", "--plugin", plugin]).output
     toy = next(line for line in tasks.splitlines() if line.startswith("toy/linear"))
-    assert toy.split()[:4] == ["toy/linear", "1", "image", "zero"] and "planted block" in toy
+    assert toy.split()[:5] == ["toy/linear", "1", "image", "built-in", "zero"] and "planted block" in toy
     methods = invoke(["list", "methods", "--plugin", plugin]).output
     assert "test-cli-magnitude" in methods and "input magnitude, for CLI tests" in methods
     metrics = invoke(["list", "metrics", "--plugin", plugin]).output
@@ -109,6 +115,23 @@ def test_unknown_name_is_a_one_line_error(plugin, env):
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: Invalid value for --methods: unknown method 'nope'; known:")
     assert "test-cli-magnitude" in error
+
+
+def test_suites_split_built_in_from_hub_tasks(plugin):
+    invoke(["list", "tasks", "--plugin", plugin])  # registers the plugin's tasks in this process
+    default, full = cli.suite_tasks("default"), cli.suite_tasks("full")
+    assert "toy/linear" in default and "toy/hub" not in default
+    assert set(default) < set(full) and "toy/hub" in full
+    assert all(cli.TASKS.factory(name).tier == "hub" for name in set(full) - set(default))
+
+
+def test_task_show_prints_the_card(plugin):
+    result = invoke(["task", "show", "toy/hub", "--plugin", plugin])
+    lines = dict(line.split(None, 1) for line in result.output.strip().splitlines() if len(line.split(None, 1)) == 2)
+    assert lines["name"] == "toy/hub" and lines["tier"] == "hub" and lines["modality"] == "image"
+    assert lines["ground_truth"] == "planted block" and lines["removal"] == "zero"
+    missing = CliRunner().invoke(cli.main, ["task", "show", "toy/nope", "--plugin", plugin])
+    assert missing.exit_code == 2 and "unknown task 'toy/nope'" in missing.output
 
 
 def test_train_model_saves_weights_and_card(plugin, tmp_path):

@@ -3,6 +3,7 @@ the Streamlit app end to end on a folder of synthetic result files (``AppTest``)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -114,6 +115,23 @@ def test_beats_random_flags_methods_whose_interval_overlaps_random():
     assert table["beats_random"][["random", "broken"]].isna().all()
     without_random = [r for r in SHAPES if r.method != "random"]
     assert aggregate.beats_random(without_random, "image/shapes", METRIC).empty
+
+
+def test_p_vs_random_is_a_paired_test_over_the_same_samples():
+    """A method that is random's scores plus a constant wins every pair (p = 1/2^6 exactly for
+    6 samples); a method whose scores are random's, reordered, does not beat it; a record over
+    other samples (another seed) is not compared."""
+    base = [0.2, 0.5, 0.3, 0.9, 0.4, 0.6]
+    scored = lambda method, scores, seed=0: replace(record(method, (0.1, 0.9)), scores=scores, seed=seed)  # noqa: E731
+    records = [scored("random", base), scored("good", [s + 0.01 for s in base]),
+               scored("shuffled", base[::-1]), scored("okay", [s + 0.01 for s in base], seed=1)]  # fmt: skip
+    p = aggregate.p_vs_random(records, "image/shapes", METRIC)
+    assert p["good"] == pytest.approx(1 / 64, abs=1e-12)
+    assert p["shuffled"] > 0.4
+    assert "okay" not in p and "random" not in p
+    table = aggregate.leaderboard_table(records, "image/shapes", METRIC).set_index("method")
+    assert table.loc["good", "p_vs_random"] == pytest.approx(1 / 64, abs=1e-12)
+    assert table["p_vs_random"][["random", "okay"]].isna().all()
 
 
 def test_family_ranks_average_rank_groups_within_each_family():
