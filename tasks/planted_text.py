@@ -84,6 +84,8 @@ class PlantedText(TextTask):
         ground_truth="positions of the planted evidence words",
         licence="MIT (generated)",
         test_accuracy=weights_meta(STEM).get("test_accuracy"),
+        removal_baseline="the [MASK] token at every removed position",
+        splits="generated: train and test from disjoint generator seeds; evaluated: test",
     )
 
     @cached_property

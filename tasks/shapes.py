@@ -164,6 +164,12 @@ class ShapesTask(ImageTask):
             ground_truth="pixels of the planted object",
             licence="MIT (generated)",
             test_accuracy=weights_meta(self.weights_stem).get("test_accuracy"),
+            removal_baseline={
+                "zero": f"pixel value {self.baseline_value}",
+                "mean": "per-channel mean of 2,048 training images",
+                "blur": f"Gaussian blur of the image, sigma {self.blur_sigma}",
+            }[self.removal_name],
+            splits="generated: train, val and test from disjoint generator seeds; evaluated: test",
         )
 
     def build_model(self) -> nn.Module:
