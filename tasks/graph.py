@@ -18,21 +18,39 @@ Missingness models (``removal_name``):
   deleting the edge, and it is differentiable, which is what gradient methods attribute to.
 - ``drop-edge``: removed edges are taken out of ``edge_index``; the model never sees them.
 
-A graph-level task would reuse the union and the builder: its samples are whole graphs, and it
-overrides :meth:`GraphTask.predict` to pool node outputs per ``node_sample`` instead of reading
-the ``center`` rows.
+A graph classification task (:class:`GraphClassificationTask`) reuses the union and the
+builder: its samples are whole graphs (:func:`union_of_graphs`), its model pools node states per
+``node_sample`` into one row per sample, and :meth:`GraphClassificationTask.predict` returns
+those rows instead of reading the ``center`` rows.
+
+Generated graphs are built under a fixed seed (:func:`seeded`) and fingerprinted
+(:func:`edge_checksum`); the fingerprint is stored with the committed weights and checked on
+load (:meth:`GraphTask.require_checksum`), so a change in a generator or a loader stops with a
+clear error instead of silently scoring explanations against other graphs.
 """
 
 from __future__ import annotations
 
+import hashlib
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar, Literal
+from functools import cached_property
+from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+import torch_geometric
+from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
+from torch_geometric.data import Batch as PygBatch
 from torch_geometric.utils import k_hop_subgraph
 
-from xaiboard.benchmark.task import GradientSpec, GraphCall, Task
+from xaiboard.benchmark.task import Batch, GradientSpec, GraphCall, Task
+
+from .weights import load_weights, weights_meta
 
 GraphRemoval = Literal["zero-weight", "drop-edge"]
 GRAPH_REMOVALS: tuple[GraphRemoval, ...] = ("zero-weight", "drop-edge")
@@ -69,6 +87,46 @@ class GraphInputs:
 
     def node_counts(self) -> Tensor:
         return torch.bincount(self.node_sample, minlength=len(self))
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's and numpy's global generators for a block, then restore both.
+
+    PyG's graph and motif generators draw from the global generators; this keeps generated
+    data independent of whatever ran before, and leaves the caller's random state untouched.
+    """
+    state = np.random.get_state()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run a block with ``threads`` intra-op threads (training recipes pin it: float sums, and so
+    the trained weights, depend on it), then restore the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def edge_checksum(edge_index: Tensor) -> str:
+    return hashlib.sha256(edge_index.cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def stratified_split(labels: Tensor, test_size: float, seed: int) -> dict[str, Tensor]:
+    """Sorted indices of a train/test split, stratified by ``labels``, fixed seed."""
+    ids = np.arange(labels.numel())
+    train, test = train_test_split(ids, test_size=test_size, stratify=labels.numpy(), random_state=seed)
+    return {"train": torch.from_numpy(np.sort(train)), "test": torch.from_numpy(np.sort(test))}
 
 
 def _starts(counts: Tensor) -> Tensor:
@@ -109,6 +167,29 @@ def union_of_subgraphs(x: Tensor, edge_index: Tensor, nodes: Tensor, num_hops: i
         edge_slot=edge_slot,
         center=torch.cat([mapping for _, _, mapping, _ in parts]) + node_offset,
         node_sample=torch.repeat_interleave(torch.arange(len(parts), device=x.device), node_counts),
+        node_id=node_id,
+    )
+
+
+def union_of_graphs(graphs: PygBatch) -> GraphInputs:
+    """Whole graphs (a PyG ``Batch``) as samples: every edge of a graph is one of its features.
+
+    ``center`` holds each graph's first node (only a handle that the builder shifts along;
+    graph tasks read no node), and ``node_id`` is a node's index inside its own graph.
+    """
+    node_counts = torch.bincount(graphs.batch, minlength=graphs.num_graphs)
+    edge_sample = graphs.batch[graphs.edge_index[0]]
+    if not bool((edge_sample[1:] >= edge_sample[:-1]).all()):
+        raise ValueError("union_of_graphs: edges must be stored graph by graph")
+    _, edge_slot = _segments(torch.bincount(edge_sample, minlength=graphs.num_graphs))
+    node_sample, node_id = _segments(node_counts)
+    return GraphInputs(
+        x=graphs.x,
+        edge_index=graphs.edge_index,
+        edge_sample=edge_sample,
+        edge_slot=edge_slot,
+        center=_starts(node_counts),
+        node_sample=node_sample,
         node_id=node_id,
     )
 
@@ -186,6 +267,16 @@ class GraphTask(Task):
             edge_weight=None,
         )
 
+    def require_checksum(self, meta: dict[str, Any]) -> None:
+        """Raise if the data differ from those the committed weights (card ``meta``) were trained on."""
+        expected, actual = meta.get("checksum"), self.weights_card().get("checksum")
+        if expected is not None and actual != expected:
+            raise RuntimeError(
+                f"tasks/weights/{self.weights_stem}.json: trained on a graph with edge checksum {expected}, "
+                f"but {self.name} now generates {actual}; its generator or loader changed "
+                f"(torch_geometric {torch_geometric.__version__}): retrain with `xaiboard train-model {self.name}`"
+            )
+
     def predict(self, model: nn.Module, model_inputs: GraphInputs) -> Tensor:
         logits = model(
             model_inputs.x,
@@ -245,3 +336,129 @@ class GraphTask(Task):
             task_level="node",
             kwargs={"batch": inputs.node_sample},
         )
+
+
+class GraphClassificationTask(GraphTask):
+    """Graph classification: a sample is a whole graph, its features are all its edges.
+
+    Subclasses provide :attr:`dataset`: every graph of the task as one PyG ``Batch`` with graph
+    labels ``y`` and a per-edge ground truth ``edge_mask``, stored graph by graph. The model is
+    called like a node task's (``batch`` = ``node_sample``) and pools nodes into one row of
+    logits per sample. Samples of a split are the graphs that have ground truth (and, if
+    ``gt_classes`` is set, whose label is one of them: the classes the ground truth explains).
+    """
+
+    gt_classes: ClassVar[tuple[int, ...] | None] = None
+    test_size: ClassVar[float] = 0.2
+    split_seed: ClassVar[int] = 0
+
+    @abstractmethod
+    def load_dataset(self) -> PygBatch:
+        """Every graph of the task, with graph labels ``y`` and per-edge ground truth ``edge_mask``."""
+
+    @cached_property
+    def dataset(self) -> PygBatch:
+        return self.load_dataset()
+
+    @cached_property
+    def graphs(self) -> GraphInputs:
+        return union_of_graphs(self.dataset)
+
+    @cached_property
+    def ground_truth_slots(self) -> Tensor:
+        """Bool ``[N, E_max]``: each graph's ground-truth edges in its feature slots."""
+        return self.to_slots(self.dataset.edge_mask.bool(), self.graphs)
+
+    @cached_property
+    def split(self) -> dict[str, Tensor]:
+        """Graph ids of each split, stratified by label, fixed seed."""
+        return stratified_split(self.dataset.y, self.test_size, self.split_seed)
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return (self.ground_truth_slots.shape[1],)
+
+    def evaluated(self, split: str) -> Tensor:
+        """Graph ids of ``split`` that have ground truth (in ``gt_classes``, if set)."""
+        if split not in self.split:
+            raise ValueError(f"{self.name}: unknown split {split!r}; choose one of {', '.join(self.split)}")
+        ids = self.split[split]
+        keep = self.ground_truth_slots[ids].any(1)
+        if self.gt_classes is not None:
+            keep &= torch.isin(self.dataset.y[ids], torch.tensor(self.gt_classes))
+        return ids[keep]
+
+    def take(self, ids: Tensor) -> GraphInputs:
+        """Unmodified inputs of graphs ``ids`` (the builder with every gate 1, weights dropped)."""
+        gates = torch.ones(ids.numel(), self.feature_shape[0], dtype=self.graphs.x.dtype)
+        return replace(self.select(self.graphs, ids, gates), edge_weight=None)
+
+    def samples(self, split: str, n: int, seed: int) -> Batch:
+        """``n`` evaluated graphs of ``split`` in a seeded random order (``n`` capped, no duplicates)."""
+        pool = self.evaluated(split)
+        ids = pool[torch.randperm(pool.numel(), generator=torch.Generator().manual_seed(seed))[:n]]
+        inputs = self.take(ids)
+        labels = self.dataset.y[ids]
+        valid = self.valid_features(inputs)
+        return Batch(inputs, labels, labels, valid, self.ground_truth_slots[ids, : valid.shape[1]], ids)
+
+    def predict(self, model: nn.Module, model_inputs: GraphInputs) -> Tensor:
+        """One row of logits per sample: the model pools its nodes by ``node_sample``."""
+        return model(
+            model_inputs.x, model_inputs.edge_index, edge_weight=model_inputs.edge_weight, batch=model_inputs.node_sample
+        )
+
+    def model_free_attribution(self, inputs: GraphInputs) -> Tensor:
+        """A structural prior that never looks at the model: ``deg(u)^-1/2 deg(v)^-1/2``.
+
+        There is no explained node to measure distance from, and input magnitude is constant
+        (constant or one-hot node features), so an edge scores the weight symmetric degree
+        normalisation gives it: edges between low-degree nodes first.
+        """
+        src, dst = inputs.edge_index
+        degree = torch.bincount(dst, minlength=inputs.x.shape[0]).to(inputs.x.dtype).clamp(min=1)
+        return self.to_slots((degree[src] * degree[dst]).rsqrt(), inputs)
+
+    def graph_call(self, model: nn.Module, inputs: GraphInputs) -> GraphCall:
+        return GraphCall(
+            model_fn=model,
+            x=inputs.x,
+            edge_index=inputs.edge_index,
+            index=torch.arange(len(inputs), device=inputs.x.device),
+            edge_slot=torch.stack([inputs.edge_sample, inputs.edge_slot], dim=1),
+            task_level="graph",
+            kwargs={"batch": inputs.node_sample},
+        )
+
+    def model(self, device: torch.device | str = "cpu") -> nn.Module:
+        self.require_checksum(weights_meta(self.weights_stem))
+        return load_weights(self.build_model(), self.weights_stem).eval().to(device)
+
+    def weights_card(self) -> dict[str, Any]:
+        """The graphs' checksum, checked when the weights are loaded."""
+        return {"checksum": edge_checksum(self.graphs.edge_index)}
+
+    def accuracy(self, model: nn.Module, ids: Tensor) -> float:
+        with torch.no_grad():
+            predicted = self.predict(model, self.take(ids)).argmax(1)
+        return (predicted == self.dataset.y[ids]).float().mean().item()
+
+    def train_model(self, seed: int = 0, device: torch.device | str = "cpu") -> tuple[nn.Module, float]:
+        """Adam on seeded mini-batches of training graphs; accuracy over every test graph."""
+        r = self.recipe
+        train, labels = self.split["train"], self.dataset.y
+        with torch_threads(r["threads"]):
+            torch.manual_seed(seed)
+            order = torch.Generator().manual_seed(seed)
+            model = self.build_model().to(device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
+            model.train()
+            for _ in range(r["epochs"]):
+                for ids in train[torch.randperm(train.numel(), generator=order)].split(r["batch_size"]):
+                    optimizer.zero_grad()
+                    logits = self.predict(model, self.take(ids).to(device))
+                    F.cross_entropy(logits, labels[ids].to(device)).backward()
+                    optimizer.step()
+            model.cpu().eval()
+            accuracy = self.accuracy(model, self.split["test"])
+        return model.to(device), accuracy

@@ -79,6 +79,15 @@ class ImageTask(Task):
         """Per-channel mean ``[C]`` of the training split (seed 0), the ``mean`` baseline."""
         return self.samples("train", self.mean_samples, seed=0).inputs.mean(dim=(0, 2, 3))
 
+    @property
+    def removal_baseline(self) -> str:
+        """What a removed pixel becomes, in words, for the task card."""
+        if self.removal_name == "blur":
+            return f"a Gaussian-blurred copy of the image (sigma {self.blur_sigma} px)"
+        if self.removal_name == "mean":
+            return f"the per-channel mean of {self.mean_samples} train-split images"
+        return f"the constant pixel value {self.baseline_value}"
+
     def baseline(self, inputs: Tensor) -> Tensor:
         """The fully removed version of each image, ``[B, C, H, W]``."""
         if self.removal_name == "blur":

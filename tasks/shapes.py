@@ -164,11 +164,7 @@ class ShapesTask(ImageTask):
             ground_truth="pixels of the planted object",
             licence="MIT (generated)",
             test_accuracy=weights_meta(self.weights_stem).get("test_accuracy"),
-            removal_baseline={
-                "zero": f"pixel value {self.baseline_value}",
-                "mean": "per-channel mean of 2,048 training images",
-                "blur": f"Gaussian blur of the image, sigma {self.blur_sigma}",
-            }[self.removal_name],
+            removal_baseline=self.removal_baseline,
             splits="generated: train, val and test from disjoint generator seeds; evaluated: test",
         )
 

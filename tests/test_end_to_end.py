@@ -16,15 +16,27 @@ import sys
 import pytest
 
 import xaiboard.benchmark.metrics  # noqa: F401  (registers the built-in metrics)
+import xaiboard.methods  # noqa: F401
+import xaiboard.tasks  # noqa: F401
+from xaiboard.benchmark.cli import suite_tasks
 from xaiboard.benchmark.paths import submissions_dir
-from xaiboard.benchmark.registry import METRICS as REGISTERED_METRICS
+from xaiboard.benchmark.registry import METHODS, METRICS, TASKS
 from xaiboard.benchmark.store import ResultStore
 
-DEFAULT_TASKS = ["image/shapes", "text/planted", "graph/ba-shapes"]
-COMMON_METHODS = ["random", "input_magnitude", "saliency", "input_x_gradient", "integrated_gradients",
-                  "smoothgrad", "occlusion"]
-ONLY = {"image/shapes": ["gradcam"], "graph/ba-shapes": ["gnnexplainer"], "text/planted": []}
-METRICS = [m for m in REGISTERED_METRICS.names() if REGISTERED_METRICS.factory(m).__module__.startswith("xaiboard.")]
+DEFAULT_TASKS = suite_tasks("default")
+BUILTIN_METHODS = [m for m in METHODS.names() if METHODS.factory(m).__module__.startswith("xaiboard.")]
+BUILTIN_METRICS = [m for m in METRICS.names() if METRICS.factory(m).__module__.startswith("xaiboard.")]
+GROUND_TRUTH_TASKS = [t for t in DEFAULT_TASKS if TASKS.factory(t).has_ground_truth]
+
+
+def methods_of(task: str) -> set[str]:
+    modality = TASKS.factory(task).modality
+    return {m for m in BUILTIN_METHODS if modality in METHODS.factory(m).modalities}
+
+
+def metrics_of(task: str) -> set[str]:
+    instance = TASKS.create(task)
+    return {m for m in BUILTIN_METRICS if METRICS.create(m).applies_to(instance) is None}
 
 
 @pytest.mark.slow
@@ -38,7 +50,7 @@ def test_default_suite_small(tmp_path):
     records, errors = ResultStore(tmp_path / "results").records()
     assert not errors
     assert [(r.task, r.method, r.metric, r.error) for r in records if r.status != "ok"] == []
-    expected = {(t, m, k) for t in DEFAULT_TASKS for m in COMMON_METHODS + ONLY[t] for k in METRICS}
+    expected = {(t, m, k) for t in DEFAULT_TASKS for m in methods_of(t) for k in metrics_of(t)}
     assert {r.key for r in records} == expected
 
 
@@ -58,11 +70,12 @@ def test_committed_suite_is_complete(committed, task):
     """Every default (task, method, metric) has an ok record with at least 64 samples."""
     records, _ = ResultStore(submissions_dir()).records()
     ours = [r for r in records if r.task == task]
-    assert ours and all(r.status == "ok" for r in ours)
+    assert {(r.method, r.metric) for r in ours} == {(m, k) for m in methods_of(task) for k in metrics_of(task)}
+    assert all(r.status == "ok" for r in ours)
     assert min(r.n_samples for r in ours) >= 64
 
 
-@pytest.mark.parametrize("task", DEFAULT_TASKS)
+@pytest.mark.parametrize("task", GROUND_TRUTH_TASKS)
 def test_committed_ground_truth_claims(committed, task):
     """Gradient methods find the planted evidence; the random control scores chance."""
     random_auroc = committed[(task, "random", "gt_auroc")]
@@ -93,9 +106,9 @@ def test_leaderboard_renders_committed_results(task, monkeypatch):
     at.sidebar.selectbox[0].set_value(task).run()
     assert not at.exception
     tables = [frame.value for frame in at.dataframe if "95% CI" in frame.value.columns]
-    assert len(tables) == len(METRICS)
+    assert len(tables) == len(metrics_of(task))
     for table in tables:
-        assert set(table["method"]) == set(COMMON_METHODS + ONLY[task])
+        assert set(table["method"]) == methods_of(task)
         assert table["95% CI"].str.match(r"^\[.+, .+\]$").all()
         assert table["control"].sum() == 2
     assert not at.error
