@@ -115,12 +115,12 @@ class _Run:
                 log.info("skip %s on %s: it supports %s only", explainer.name, task.name, sorted(explainer.modalities))
             elif applicable:
                 pair = self.pair_fields(task, explainer)
-                done = None if self.force else self.finished(pair, applicable)
-                if done is not None:
+                done, missing = ([], applicable) if self.force else self.stored(pair, applicable)
+                records.extend(done)
+                if not missing:
                     log.info("skip %s on %s: all results already stored", explainer.name, task.name)
-                    records.extend(done)
                 else:
-                    records.extend(self.pair(task, explainer, applicable, pair, load))
+                    records.extend(self.pair(task, explainer, missing, pair, load))
             bar.update()
         return records
 
@@ -139,19 +139,24 @@ class _Run:
             "versions": self.versions,
         }
 
-    def finished(self, pair: dict[str, Any], metrics: list[Metric]) -> list[ResultRecord] | None:
-        """The stored ok records of this pair if every metric has one with matching keys."""
-        found = []
+    def stored(self, pair: dict[str, Any], metrics: list[Metric]) -> tuple[list[ResultRecord], list[Metric]]:
+        """The pair's stored ok records with matching keys, and the metrics still to compute.
+
+        Adding a metric to a finished run computes that metric only; a bad result file is
+        recomputed (and reported), never trusted.
+        """
+        found, missing = [], []
         for metric in metrics:
             try:
-                stored = self.store.find(pair["task"], pair["method"], metric.name)
+                record = self.store.find(pair["task"], pair["method"], metric.name)
             except RecordError as exc:
                 log.info("recomputing over a bad result file: %s", exc)
-                return None
-            if stored is None or not _matches(stored, pair, metric):
-                return None
-            found.append(stored)
-        return found
+                record = None
+            if record is not None and _matches(record, pair, metric):
+                found.append(record)
+            else:
+                missing.append(metric)
+        return found, missing
 
     def pair(
         self,

@@ -198,6 +198,15 @@ def test_rerun_skips_finished_pairs_and_retries_errors(toy_task, tmp_path):
     assert metric.calls == 2
 
 
+def test_adding_a_metric_computes_only_that_metric(toy_task, tmp_path):
+    method, first, second = Counted(), Top1InGroundTruth(), KeepTop()
+    run_toy(toy_task, [method], [first], tmp_path)
+    records = run_toy(toy_task, [method], [first, second], tmp_path)
+    assert first.calls == 1 and method.calls == 1  # the explanation comes from the cache
+    assert sorted(r.metric for r in records) == sorted([first.name, second.name])
+    assert all(r.status == "ok" for r in records)
+
+
 def test_force_recomputes_stored_results_and_cached_explanations(toy_task, tmp_path):
     method, metric = Counted(), Top1InGroundTruth()
     first = run_toy(toy_task, [method], [metric], tmp_path)
