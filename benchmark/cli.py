@@ -319,6 +319,7 @@ def _metric_rows() -> list[dict]:
                 "defaults": metric.params,
                 "reference": metric.reference,
                 "checked_against": metric.checked_against,
+                "deviation": metric.deviation,
             }
         )
     return rows

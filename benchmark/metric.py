@@ -57,6 +57,9 @@ class Metric(ABC):
     reference: ClassVar[str] = ""
     #: the reference implementation our tests compare against (e.g. ``quantus.AUC``)
     checked_against: ClassVar[str] = ""
+    #: how and why we deliberately differ from the reference (empty: we do not); the tests
+    #: check the documented relation, and the docs table shows it
+    deviation: ClassVar[str] = ""
     #: pinned defaults; the constructor may override them
     defaults: ClassVar[dict[str, Any]] = {}
 

@@ -87,6 +87,9 @@ class RandomLogit(OtherClassMetric):
         "Fail', ICML 2020"
     )
     checked_against = "quantus.RandomLogit (Spearman similarity, same off-classes, 1e-5)"
+    deviation = (
+        "Spearman rank correlation instead of Quantus's SSIM, which exists only for images"
+    )
 
     def other_classes(self, ctx: MetricContext) -> Tensor:
         generator = ctx.generator(RANDOM_LOGIT_SALT)

@@ -131,6 +131,10 @@ class FaithfulnessCorrelation(Metric):
     value_range = (-1.0, 1.0)
     reference = "Bhatt, Weller & Moura, Evaluating and Aggregating Feature-based Model Explanations, IJCAI 2020"
     checked_against = "quantus.FaithfulnessCorrelation (same subsets, abs=False; 1e-5)"
+    deviation = (
+        "subset size a fraction of the valid features (Quantus: fixed 224, more than a sentence or small "
+        "graph has); 32 subsets instead of 100"
+    )
     defaults = {"n_subsets": 32, "subset_fraction": 0.1, "output": "logit"}
 
     def compute(self, ctx: MetricContext) -> Tensor:
@@ -166,6 +170,10 @@ class MonotonicityCorrelation(Metric):
     value_range = (-1.0, 1.0)
     reference = "Nguyen & Martínez, On quantitative aspects of model interpretability, arXiv:2007.07584, 2020"
     checked_against = "quantus.MonotonicityCorrelation (nr_samples=1, baseline = task removal; 1e-5)"
+    deviation = (
+        "the task's deterministic removal, so Quantus's repeated noisy perturbations collapse to one; the "
+        "per-sample factor 1/f(x)^2 is omitted (rank-invariant); group size follows the sample's size"
+    )
     defaults = {"max_groups": 64, "output": "logit"}
 
     def compute(self, ctx: MetricContext) -> Tensor:

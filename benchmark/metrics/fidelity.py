@@ -153,6 +153,10 @@ class FidelityPlus(DecisionFidelityMetric):
     direction = "higher"
     value_range = (-1.0, 1.0)
     checked_against = "torch_geometric.explain.metric.fidelity (same union graph and hard masks, exact)"
+    deviation = (
+        "per-sample values are signed (-1, 0, 1); PyG averages absolute values (mean |score| equals PyG's, "
+        "tested); removal by the task's operator"
+    )
 
     def compute(self, ctx: MetricContext) -> Tensor:
         return self.fidelities(ctx, ~self.hard_mask(ctx).unsqueeze(1))[:, 0]
@@ -170,6 +174,10 @@ class FidelityMinus(DecisionFidelityMetric):
     direction = "lower"
     value_range = (-1.0, 1.0)
     checked_against = "torch_geometric.explain.metric.fidelity (same union graph and hard masks, exact)"
+    deviation = (
+        "per-sample values are signed; PyG averages absolute values (tested relation); removal by the task's "
+        "operator"
+    )
 
     def compute(self, ctx: MetricContext) -> Tensor:
         return self.fidelities(ctx, self.hard_mask(ctx).unsqueeze(1))[:, 0]
@@ -190,6 +198,9 @@ class CharacterizationScore(DecisionFidelityMetric):
     direction = "higher"
     value_range = (0.0, 1.0)
     checked_against = "torch_geometric.explain.metric.characterization_score on the batch means (exact)"
+    deviation = (
+        "computed per sample from the signed fid+/fid- (PyG: from batch means)"
+    )
 
     def compute(self, ctx: MetricContext) -> Tensor:
         hard = self.hard_mask(ctx)
@@ -256,4 +267,8 @@ class RobustFidelityMinus(RobustFidelityMetric):
     side = "minus"
     alpha_name = "alpha2"
     checked_against = "the same draws through PyG's Explainer.get_masked_prediction (1e-5)"
+    deviation = (
+        "follows the paper and the docstring of the authors' code (keep S, keep each other feature with prob."
+        " alpha2); the authors' code keeps a 1 - alpha2 share and drops S"
+    )
     defaults = {"top_k_share": 0.2, "alpha2": 0.9, "n_samples": 20}

@@ -171,6 +171,10 @@ class GroundTruthAUROC(GroundTruthMetric):
 
     name = "gt_auroc"
     checked_against = "sklearn.metrics.roc_auc_score and quantus.AUC (1e-5)"
+    deviation = (
+        "ranks by |attribution| (abs=True; Quantus default signed): evidence counts whether it pushes the "
+        "prediction up or down (OpenXAI); ties scored by their expectation"
+    )
     reference = (
         "Fawcett, 'An introduction to ROC analysis', Pattern Recognition Letters 27 (2006); "
         "as a localisation metric: Hedström et al., 'Quantus', JMLR 24 (2023)"
@@ -189,6 +193,11 @@ class RelevanceRankAccuracy(GroundTruthMetric):
 
     name = "relevance_rank_accuracy"
     checked_against = "quantus.RelevanceRankAccuracy (abs=False, no ties at k; 1e-5)"
+    deviation = (
+        "ranks by |attribution| (abs=True; Quantus default signed): evidence counts whether it pushes the "
+        "prediction up or down (OpenXAI); ties at the k-th score counted by their expectation, so a constant "
+        "map scores the ground-truth share"
+    )
     reference = (
         "Arras, Osman and Samek, 'CLEVR-XAI: A benchmark dataset for the ground truth evaluation "
         "of neural network explanations', Information Fusion 81 (2022)"
@@ -207,6 +216,11 @@ class PointingGame(GroundTruthMetric):
 
     name = "pointing_game"
     checked_against = "quantus.PointingGame (unique maximum; 1e-5)"
+    deviation = (
+        "ranks by |attribution| (abs=True; Quantus default signed): evidence counts whether it pushes the "
+        "prediction up or down (OpenXAI); a tie for the maximum scores the tied features' ground-truth share "
+        "(Quantus gives a constant map a free hit)"
+    )
     reference = (
         "Zhang et al., 'Top-down Neural Attention by Excitation Backprop', IJCV 126 (2018)"
     )
@@ -234,6 +248,11 @@ class GroundTruthAUPRC(GroundTruthMetric):
         "2006; as a localisation metric: Hedström et al., 'Quantus', JMLR 24 (2023)"
     )
     checked_against = "sklearn.metrics.average_precision_score (no ties, 1e-5)"
+    deviation = (
+        "ranks by |attribution| (abs=True; Quantus default signed): evidence counts whether it pushes the "
+        "prediction up or down (OpenXAI); tied scores share the precision of their tie group, where sklearn "
+        "orders them arbitrarily"
+    )
     score = staticmethod(gt_auprc)
 
 
@@ -255,4 +274,7 @@ class RelevanceMassAccuracy(GroundTruthMetric):
         "of neural network explanations', Information Fusion 81 (2022)"
     )
     checked_against = "quantus.RelevanceMassAccuracy (abs=False, 1e-5)"
+    deviation = (
+        "mass of |attribution| by default (abs=True; Quantus default signed)"
+    )
     score = staticmethod(relevance_mass_accuracy)

@@ -138,6 +138,10 @@ class NormalisedInfidelity(Infidelity):
 
     name = "infidelity"
     checked_against = "captum.metrics.infidelity(normalize=True), same perturbations (1e-5)"
+    deviation = (
+        "perturbations are removals of random feature subsets by the task's operator (modality-agnostic); "
+        "equals Yeh et al.'s input-space form for zero removal (tested)"
+    )
     normalise = True
 
 
@@ -148,4 +152,7 @@ class RawInfidelity(Infidelity):
 
     name = "infidelity_raw"
     checked_against = "captum.metrics.infidelity(normalize=False), same perturbations (1e-5)"
+    deviation = (
+        "as infidelity, without the scale normalisation"
+    )
     normalise = False

@@ -91,6 +91,9 @@ class MPRT(Metric):
     needs_explainer = True
     reference = "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018"
     checked_against = "quantus.MPRT per-layer similarities (same randomisation, 1e-5)"
+    deviation = (
+        "Spearman rank correlation per layer (as Quantus with a rank similarity), over valid features only"
+    )
     defaults = {"abs": True}
 
     def compute(self, ctx: MetricContext) -> Tensor:

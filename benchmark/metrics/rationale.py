@@ -116,6 +116,9 @@ class TokenF1(RationaleMetric):
 
     name = "token_f1"
     checked_against = "analytic cases; relevance_rank_accuracy without ties at k (1e-7)"
+    deviation = (
+        "k = the sample's ground-truth size (ERASER: a dataset-level k)"
+    )
     score = staticmethod(token_f1)
 
 
@@ -129,4 +132,8 @@ class IouF1(RationaleMetric):
 
     name = "iou_f1"
     checked_against = "analytic cases; a loop transcription of ERASER's partial_match_score per instance (exact)"
+    deviation = (
+        "per-sample F1 (ERASER combines precision and recall over the dataset); k = the sample's ground-truth"
+        " size"
+    )
     score = staticmethod(iou_f1)

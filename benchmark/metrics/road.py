@@ -184,6 +184,10 @@ class RoadMoRF(Road):
     """ROAD, most relevant pixels imputed first: lower is better (the decision breaks early)."""
 
     name = "road_morf"
+    deviation = (
+        "per-sample score (batch mean = Quantus's curve mean); works on colour images (Quantus's ROAD ranks "
+        "C*H*W entries but imputes H*W pixels)"
+    )
     order = "morf"
     direction = "lower"
 
@@ -193,5 +197,8 @@ class RoadLeRF(Road):
     """ROAD, least relevant pixels imputed first: higher is better (the decision survives long)."""
 
     name = "road_lerf"
+    deviation = (
+        "LeRF order, which Quantus lacks (= Quantus on the negated attribution, tested)"
+    )
     order = "lerf"
     direction = "higher"

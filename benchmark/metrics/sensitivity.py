@@ -151,6 +151,10 @@ class MaxSensitivity(Sensitivity):
 
     name = "max_sensitivity"
     checked_against = "quantus.MaxSensitivity, captum.metrics.sensitivity_max (same noisy inputs, 1e-5)"
+    deviation = (
+        "10 noise samples instead of Quantus's 200 (ten batched re-explanations); normalisation per sample, "
+        "not over the batch"
+    )
 
     def reduce(self, ratios: Tensor) -> Tensor:
         return ratios.amax(dim=1)
@@ -163,6 +167,10 @@ class AvgSensitivity(Sensitivity):
 
     name = "avg_sensitivity"
     checked_against = "quantus.AvgSensitivity (same noisy inputs, 1e-5)"
+    deviation = (
+        "10 noise samples instead of Quantus's 200, shared with the other robustness metrics; normalisation "
+        "per sample"
+    )
 
     def reduce(self, ratios: Tensor) -> Tensor:
         return ratios.mean(dim=1)

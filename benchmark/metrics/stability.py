@@ -133,6 +133,10 @@ class LocalLipschitz(Stability):
     name = "local_lipschitz"
     reference = "Alvarez-Melis & Jaakkola, On the Robustness of Interpretability Methods, arXiv:1806.08049, 2018"
     checked_against = "quantus.LocalLipschitzEstimate (same noisy inputs, 1e-5)"
+    deviation = (
+        "shared uniform noise in [-0.2, 0.2] instead of Quantus's Gaussian std 0.1, so all robustness metrics"
+        " use one set of re-explanations"
+    )
     defaults = {"n_samples": 10, "radius": 0.2, "normalise": True}
 
     def score(self, ctx: MetricContext, shared: Reexplained) -> Tensor:
@@ -161,6 +165,10 @@ class RelativeInputStability(Stability):
     name = "relative_input_stability"
     reference = "Agarwal et al., Rethinking Stability for Attribution-based Explanations, arXiv:2203.06877, 2022"
     checked_against = "quantus.RelativeInputStability objective (same noisy inputs, 1e-5)"
+    deviation = (
+        "neighbours that flip the prediction are left out (Agarwal et al.'s definition; Quantus NaNs the "
+        "whole sample); shared symmetric noise instead of Quantus's one-sided [0.02, 0.2]"
+    )
 
     def score(self, ctx: MetricContext, shared: Reexplained) -> Tensor:
         eps = self.params["eps_min"]
@@ -182,6 +190,9 @@ class RelativeOutputStability(Stability):
     name = "relative_output_stability"
     reference = "Agarwal et al., Rethinking Stability for Attribution-based Explanations, arXiv:2203.06877, 2022"
     checked_against = "quantus.RelativeOutputStability objective (same noisy inputs, 1e-5)"
+    deviation = (
+        "as relative_input_stability: flipped neighbours left out, shared symmetric noise"
+    )
 
     def score(self, ctx: MetricContext, shared: Reexplained) -> Tensor:
         logit_change = (shared.logits - shared.clean_logits).norm(dim=-1)

@@ -71,6 +71,10 @@ class Unfaithfulness(Metric):
         "(2023); torch_geometric.explain.metric.unfaithfulness"
     )
     checked_against = "torch_geometric.explain.metric.unfaithfulness (per index, same hard edge masks; 1e-5)"
+    deviation = (
+        "per-sample value (PyG averages KL over indices before 1 - exp); KL(p_masked || p_orig) as PyG's and "
+        "GraphXAI's code compute, though their docs write the reverse"
+    )
     defaults = {"top_k_share": 0.25}
 
     def compute(self, ctx: MetricContext) -> Tensor:
