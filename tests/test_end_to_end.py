@@ -112,3 +112,16 @@ def test_leaderboard_renders_committed_results(task, monkeypatch):
         assert table["95% CI"].str.match(r"^\[.+, .+\]$").all()
         assert table["control"].sum() == 2
     assert not at.error
+
+
+def test_committed_digit_grid_claims(committed):
+    """DiFull: the model's outputs for a cell depend on that cell only, so gradient methods put
+    all positive attribution inside the target cell (exactly: their gradient outside is 0), while
+    Grad-CAM, which upsamples a coarse map over the whole grid, leaks across the boundary; the
+    model-free controls spread theirs over the four cells (a quarter each)."""
+    share = {m: v for (t, m, k), v in committed.items() if t == "image/digit-grid" and k == "grid_pointing_game"}
+    for method in ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "occlusion"):
+        assert share[method] == pytest.approx(1.0, abs=1e-6), method
+    assert share["gradcam"] < 0.9
+    for control in ("random", "input_magnitude"):
+        assert share[control] == pytest.approx(0.25, abs=0.03), control
