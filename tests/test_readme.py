@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
+import xaiboard.tasks  # noqa: F401  (registers the built-in tasks)
+from xaiboard.benchmark.cli import suite_tasks
+from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.store import ResultStore
+
+GROUND_TRUTH_TASKS = [t for t in suite_tasks("default") if TASKS.factory(t).has_ground_truth]
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -29,7 +34,9 @@ def test_readme_plugin_example_runs(tmp_path):
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     records, errors = ResultStore(tmp_path / "results").records()
-    assert not errors and len(records) == 3
+    assert not errors and {r.task for r in records} == set(GROUND_TRUTH_TASKS)
     assert all(r.status == "ok" and r.method == "grad-squared" for r in records), [r.error for r in records]
-    # squared gradients point at the planted evidence on every built-in task
-    assert all(r.summary.mean > 0.8 for r in records), {r.task: r.summary.mean for r in records}
+    # squared gradients rank like saliency: above chance (0.5) on every built-in ground-truth task
+    # and above 0.9 on all but graph/tree-cycles, where saliency itself is weak (0.72 at n = 64)
+    auroc = {r.task: r.summary.mean for r in records}
+    assert min(auroc.values()) > 0.55 and sum(v > 0.9 for v in auroc.values()) >= len(auroc) - 1, auroc
