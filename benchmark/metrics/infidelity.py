@@ -20,7 +20,6 @@ removal their ``I = x * (1 - keep)`` with ``phi / x`` gives the same number (tes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,6 +28,7 @@ from torch import Tensor
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
 from ..removal import RemovalEngine
+from .last_batch import LastBatch
 
 #: generator salt of the perturbation masks (its own stream, apart from other metrics' noise)
 INFIDELITY_SALT = 211
@@ -68,21 +68,8 @@ def infidelity_score(predicted: Tensor, actual: Tensor, normalise: bool) -> Tens
     return (predicted - actual).pow(2).mean(dim=1)
 
 
-@dataclass
-class _Perturbations:
-    """One batch's keep-masks and logit drops, with the key they were computed for."""
-
-    objects: tuple[Any, ...]
-    values: tuple[Any, ...]
-    keep: Tensor
-    drops: Tensor
-
-    def matches(self, objects: tuple[Any, ...], values: tuple[Any, ...]) -> bool:
-        return all(a is b for a, b in zip(self.objects, objects, strict=True)) and self.values == values
-
-
-#: the last batch's perturbations (one entry); see ``shared_perturbations``
-_LAST: list[_Perturbations] = []
+#: the last batch's perturbations; see ``shared_perturbations``
+_PERTURBATIONS: LastBatch[tuple[Tensor, Tensor]] = LastBatch()
 
 
 def shared_perturbations(ctx: MetricContext, n: int, keep_prob: float) -> tuple[Tensor, Tensor]:
@@ -91,16 +78,15 @@ def shared_perturbations(ctx: MetricContext, n: int, keep_prob: float) -> tuple[
     The drops ``f(x) - f(x - I)`` depend on the task, model, batch and seed, never on the
     explanation, so every method on a task (and both variants) can share one set of ``B * n``
     forwards instead of paying for it per (method, variant): the runner keeps one task's model and
-    batch objects for all its methods. The single entry is matched by identity and holds its key
-    objects, so a freed object's id can never be mistaken for a new one.
+    batch objects for all its methods (``LastBatch``).
     """
-    objects = (ctx.task, ctx.model, ctx.batch.inputs, ctx.batch.targets, ctx.batch.valid)
-    values = (ctx.seed, str(ctx.device), n, keep_prob)
-    if not (_LAST and _LAST[0].matches(objects, values)):
+
+    def compute() -> tuple[Tensor, Tensor]:
         keep = random_keep_masks(ctx.batch.valid, n, keep_prob, ctx.generator(INFIDELITY_SALT))
-        drops = removal_drops(ctx.engine, ctx.batch.inputs, ctx.batch.targets, keep)
-        _LAST[:] = [_Perturbations(objects, values, keep, drops)]
-    return _LAST[0].keep, _LAST[0].drops
+        return keep, removal_drops(ctx.engine, ctx.batch.inputs, ctx.batch.targets, keep)
+
+    objects = (ctx.task, ctx.model, ctx.batch.inputs, ctx.batch.targets, ctx.batch.valid)
+    return _PERTURBATIONS.get(objects, (ctx.seed, str(ctx.device), n, keep_prob), compute)
 
 
 class Infidelity(Metric):

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
+from .last_batch import LastBatch
 
 
 def masked_frobenius(values: Tensor, valid: Tensor) -> Tensor:
@@ -58,29 +59,16 @@ class Reexplained:
     clean_logits: Tensor
 
 
-@dataclass
-class _Entry:
-    """The last batch's re-explanations, with the key they were computed for."""
-
-    objects: tuple[Any, ...]
-    values: tuple[Any, ...]
-    result: Reexplained
-
-    def matches(self, objects: tuple[Any, ...], values: tuple[Any, ...]) -> bool:
-        return all(a is b for a, b in zip(self.objects, objects, strict=True)) and self.values == values
-
-
-#: the last (task, method, batch)'s re-explanations (one entry); see ``perturbed_explanations``
-_LAST: list[_Entry] = []
+#: the last (task, method, batch)'s re-explanations; see ``perturbed_explanations``
+_REEXPLAINED: LastBatch[Reexplained] = LastBatch()
 
 
 def perturbed_explanations(ctx: MetricContext, n_samples: int, radius: float) -> Reexplained:
     """The batch's noisy copies, re-explained, computed once for all robustness metrics.
 
     The runner gives every metric of a (task, method) pair the same context objects, and a new
-    ``explain`` callable per pair, so the single entry is matched by the identity of the task,
-    model, batch tensors and ``explain`` (it holds them, so a freed object's id is never reused)
-    and by the seed, device, ``n_samples`` and ``radius``. Noise ``i`` comes from
+    ``explain`` callable per pair, so the entry (``LastBatch``) is keyed by the identity of the
+    task, model, batch tensors and ``explain`` and by the seed, device, ``n_samples`` and ``radius``. Noise ``i`` comes from
     ``ctx.generator(i)`` and the explainer runs in order ``i = 0..n-1`` before any other work,
     as max-sensitivity always did, so an explainer that draws from the global RNG (SmoothGrad)
     sees the same stream under ``torch.manual_seed`` whichever robustness metric comes first.
@@ -89,9 +77,7 @@ def perturbed_explanations(ctx: MetricContext, n_samples: int, radius: float) ->
         raise ValueError("robustness metrics re-run the explainer, but only precomputed explanations were given")
     objects = (ctx.task, ctx.model, ctx.batch.inputs, ctx.batch.targets, ctx.batch.valid, ctx.explain)
     values = (ctx.seed, str(ctx.device), n_samples, radius)
-    if not (_LAST and _LAST[0].matches(objects, values)):
-        _LAST[:] = [_Entry(objects, values, _reexplain(ctx, n_samples, radius))]
-    return _LAST[0].result
+    return _REEXPLAINED.get(objects, values, lambda: _reexplain(ctx, n_samples, radius))
 
 
 def _reexplain(ctx: MetricContext, n_samples: int, radius: float) -> Reexplained:
