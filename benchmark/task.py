@@ -208,6 +208,17 @@ class Task(ABC):
         """The inputs plus uniform noise in ``[-radius, radius]`` on their continuous part
         (pixels, token embeddings, node features), for robustness metrics."""
 
+    def continuous_input(self, model: nn.Module, inputs: Any) -> tuple[Tensor, Tensor]:
+        """The continuous input ``perturb`` adds noise to, as rows ``[N, ...]``, and the sample
+        index ``[N]`` of each row: what robustness metrics measure input distances in.
+
+        Default: ``GradientSpec.inputs``, one row per sample (pixels). Text keeps only the valid
+        tokens' embeddings; graphs use node features, since their gradient input is edge gates.
+        """
+        with torch.no_grad():
+            x = self.gradient_spec(model, inputs).inputs
+        return x, torch.arange(x.shape[0], device=x.device)
+
     def cam_layer(self, model: nn.Module) -> nn.Module | None:
         """The layer Grad-CAM-style methods read (image tasks); ``None`` if not applicable."""
         return None

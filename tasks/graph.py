@@ -326,6 +326,11 @@ class GraphTask(Task):
         noise = torch.rand(inputs.x.shape, generator=generator, device=inputs.x.device, dtype=inputs.x.dtype)
         return replace(inputs, x=inputs.x + radius * (2 * noise - 1))
 
+    def continuous_input(self, model: nn.Module, inputs: GraphInputs) -> tuple[Tensor, Tensor]:
+        """Node features, one row per node of the union (the noise ``perturb`` adds); the gradient
+        input, edge gates, is untouched by noise."""
+        return inputs.x, inputs.node_sample
+
     def graph_call(self, model: nn.Module, inputs: GraphInputs) -> GraphCall:
         return GraphCall(
             model_fn=model,

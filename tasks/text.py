@@ -216,6 +216,13 @@ class TextTask(Task):
         """
         return float(self.embedding_layer(self.model()).weight.detach().std())
 
+    def continuous_input(self, model: nn.Module, inputs: TextInputs) -> tuple[Tensor, Tensor]:
+        """The embeddings of the valid word tokens only: ``[PAD]`` slots the model never attends
+        to, and ``[CLS]``/``[SEP]``, which no explanation covers, would dilute input distances."""
+        embeddings, _ = super().continuous_input(model, inputs)
+        valid = self.valid_features(inputs)
+        return embeddings[valid], valid.nonzero()[:, 0]
+
     def perturb(self, inputs: TextInputs, radius: float, generator: torch.Generator) -> TextInputs:
         """Uniform noise in ``[-r, r]`` on the word embeddings, ``r = radius * embedding_scale``
         (replacing any earlier noise), drawn from ``generator`` on the inputs' device."""

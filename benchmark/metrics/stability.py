@@ -8,25 +8,19 @@ They read the same shared noisy re-explanations as max-sensitivity (``perturbed_
 so they cost a few norms on top of it, not another ``n_samples`` explainer calls.
 
 The input distance is taken in the task's continuous input space, the one ``Task.perturb``
-adds noise to: pixels ``[B, C, H, W]`` (``GradientSpec.inputs``); word embeddings
-``[B, L, D]`` (``GradientSpec.inputs``, which include the noise), over the valid word tokens
-only, so ``[PAD]`` slots the model never attends to do not dilute it (and nor do the two
-``[CLS]``/``[SEP]`` slots, which the explanation does not cover either); node features
-(``GraphCall.x``; a graph task's ``GradientSpec`` is over edge gates, which noise leaves alone),
-grouped per sample by the call's ``batch`` vector.
+adds noise to, as the task exposes it (``Task.continuous_input``): pixels, the valid word
+tokens' embeddings, node features grouped per sample.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
-from ..task import Task
 from .sensitivity import (
     Reexplained,
     masked_frobenius,
@@ -36,22 +30,6 @@ from .sensitivity import (
 
 #: Quantus' ``lipschitz_constant`` adds this to the input distance
 LIPSCHITZ_EPS = 1e-10
-
-
-def input_rows(task: Task, model: nn.Module, inputs: Any) -> tuple[Tensor, Tensor]:
-    """The continuous input that ``Task.perturb`` changes, as rows ``[N, ...]``, and the sample
-    index ``[N]`` of each row (see the module docstring for each modality's choice)."""
-    with torch.no_grad():
-        if task.modality == "graph":
-            call = task.graph_call(model, inputs)
-            if call is None or "batch" not in call.kwargs:
-                raise ValueError(f"{task.name}: graph robustness metrics need graph_call(...).kwargs['batch']")
-            return call.x, call.kwargs["batch"]
-        x = task.gradient_spec(model, inputs).inputs
-        if task.modality == "text":
-            valid = task.valid_features(inputs)
-            return x[valid], valid.nonzero()[:, 0]
-        return x, torch.arange(x.shape[0], device=x.device)
 
 
 def grouped_norm(rows: Tensor, sample: Tensor, batch_size: int) -> Tensor:
@@ -78,10 +56,10 @@ def max_where(values: Tensor, keep: Tensor) -> Tensor:
 
 def input_distances(ctx: MetricContext, shared: Reexplained, relative: bool, eps: float = 0.0) -> Tensor:
     """``||x - x_i||`` (or ``||(x - x_i) / x||`` if ``relative``) ``[n, B]`` in the continuous input space."""
-    rows, sample = input_rows(ctx.task, ctx.model, ctx.batch.inputs)
+    rows, sample = ctx.task.continuous_input(ctx.model, ctx.batch.inputs)
     distances = []
     for noisy in shared.noisy:
-        moved, _ = input_rows(ctx.task, ctx.model, noisy)
+        moved, _ = ctx.task.continuous_input(ctx.model, noisy)
         change = relative_change(rows, moved, eps) if relative else rows - moved
         distances.append(grouped_norm(change, sample, len(ctx.batch)))
     return torch.stack(distances)
