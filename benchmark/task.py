@@ -228,7 +228,8 @@ class Task(ABC):
         return None
 
     def fingerprint(self) -> str:
-        """Hash of the task's code, committed weights and removal: part of the explanation cache key.
+        """Hash of the task's code (its module and its base classes'), committed weights and removal:
+        part of the explanation cache key.
 
         ``version`` is what results cite, but a task under development (a plugin file being
         edited) keeps its version while its data or model change; the fingerprint makes the
@@ -236,7 +237,10 @@ class Task(ABC):
         """
         from xaiboard.tasks.weights import weights_path
 
-        digest = hashlib.sha256(inspect.getsource(inspect.getmodule(type(self))).encode())
+        modules = {inspect.getmodule(cls) for cls in type(self).__mro__ if cls.__module__ not in ("builtins", "abc")}
+        digest = hashlib.sha256()
+        for module in sorted(modules, key=lambda m: m.__name__):  # the task's own module and its bases'
+            digest.update(inspect.getsource(module).encode())
         digest.update(self.removal_name.encode())
         weights = weights_path(self.weights_stem) if getattr(self, "weights_stem", None) else None
         if weights is not None and weights.exists():
