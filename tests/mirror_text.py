@@ -123,11 +123,3 @@ def movie_rationales_mirror(mirror: Path) -> Path:
         )
     return mirror
 
-
-def offline_env(mirror: Path) -> dict[str, str]:
-    """Environment that makes hub tasks read ``mirror`` and never the network."""
-    return {
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "XAIBOARD_HUB_MIRROR": str(mirror),
-    }

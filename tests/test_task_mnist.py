@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hub_offline import offline_hub
 from mirror_image import (
     MNIST_COPY,
     build_mnist_mirror,
@@ -13,7 +14,6 @@ from mirror_image import (
 )
 from xaiboard.benchmark.registry import TASKS
 from xaiboard.tasks.digits import accuracy
-from xaiboard.tasks.hub import MIRROR_ENV
 from xaiboard.tasks.mnist import N_TRAIN, REVISION, MnistTask
 from xaiboard.tasks.weights import weights_meta
 
@@ -26,10 +26,7 @@ pytestmark = pytest.mark.skipif(
 def task(tmp_path_factory):
     """The task with its data loaded from the mirror under HF_HUB_OFFLINE (no network)."""
     mirror = build_mnist_mirror(tmp_path_factory.mktemp("hub"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("HF_DATASETS_OFFLINE", "1")
-        patch.setenv(MIRROR_ENV, str(mirror))
+    with offline_hub(mirror):
         task = MnistTask()
         task.split_data("test")  # loads and caches the hub split
         yield task

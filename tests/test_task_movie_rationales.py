@@ -7,7 +7,8 @@ import pytest
 import torch
 import xaiboard.benchmark.metrics
 import xaiboard.methods  # noqa: F401  (registers the methods)
-from mirror_text import eraser_movies, movie_rationales_mirror, offline_env
+from hub_offline import offline_hub
+from mirror_text import eraser_movies, movie_rationales_mirror
 from xaiboard.benchmark.metric import MetricContext
 from xaiboard.benchmark.registry import METHODS, METRICS, TASKS
 from xaiboard.benchmark.removal import RemovalEngine
@@ -25,9 +26,7 @@ N_ACCURACY = 24  # reviews re-scored here (~1 s each on a CPU); the card's accur
 @pytest.fixture(scope="module")
 def task(tmp_path_factory) -> MovieRationales:
     mirror = movie_rationales_mirror(tmp_path_factory.mktemp("hub"))
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in offline_env(mirror).items():
-            patch.setenv(key, value)
+    with offline_hub(mirror):
         yield MovieRationales()
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 import xaiboard.benchmark.metrics
 import xaiboard.methods  # noqa: F401  (registers the methods)
-from mirror_text import offline_env, sst2_mirror
+from hub_offline import offline_hub
+from mirror_text import sst2_mirror
 from xaiboard.benchmark.metric import MetricContext
 from xaiboard.benchmark.registry import METHODS, METRICS, TASKS
 from xaiboard.benchmark.removal import RemovalEngine
@@ -16,9 +17,7 @@ from xaiboard.tasks.sst2 import SST2
 @pytest.fixture(scope="module")
 def task(tmp_path_factory) -> SST2:
     mirror = sst2_mirror(tmp_path_factory.mktemp("hub"))
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in offline_env(mirror).items():
-            patch.setenv(key, value)
+    with offline_hub(mirror):
         yield SST2()
 
 
