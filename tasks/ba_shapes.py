@@ -36,8 +36,8 @@ from torch_geometric.nn import GCN
 from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.task import Batch, TaskCard
 
-from .graph import GraphInputs, GraphTask, edge_checksum, seeded, stratified_split, torch_threads, union_of_subgraphs
-from .weights import load_weights, weights_meta
+from .graph import GraphInputs, GraphTask, edge_checksum, seeded, stratified_split, union_of_subgraphs
+from .weights import load_weights, torch_threads, weights_meta
 
 BASE_NODES = 300
 NUM_MOTIFS = 80

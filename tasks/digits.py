@@ -27,7 +27,7 @@ from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.task import Batch, TaskCard
 
 from .image import ImageTask
-from .weights import load_weights, weights_meta
+from .weights import load_weights, torch_threads, weights_meta
 
 SIZE = 32
 SPLITS = ("train", "test")
@@ -134,9 +134,7 @@ def fit_classifier(
     """Adam with a one-cycle schedule over shuffled minibatches, on ``recipe["threads"]`` CPU
     threads (the thread count changes float reduction order, hence the exact weights). The model
     is built after seeding, so its initialisation is part of the seeded recipe."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(recipe["threads"])
-    try:
+    with torch_threads(recipe["threads"]):
         torch.manual_seed(seed)
         model = build().to(device).train()
         images, labels = images.to(device), labels.to(device)
@@ -154,8 +152,6 @@ def fit_classifier(
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-    finally:
-        torch.set_num_threads(threads)
     return model.eval()
 
 

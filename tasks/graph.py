@@ -50,7 +50,7 @@ from torch_geometric.utils import k_hop_subgraph
 
 from xaiboard.benchmark.task import Batch, GradientSpec, GraphCall, Task
 
-from .weights import load_weights, weights_meta
+from .weights import load_weights, torch_threads, weights_meta
 
 GraphRemoval = Literal["zero-weight", "drop-edge"]
 GRAPH_REMOVALS: tuple[GraphRemoval, ...] = ("zero-weight", "drop-edge")
@@ -104,18 +104,6 @@ def seeded(seed: int) -> Iterator[None]:
             yield
         finally:
             np.random.set_state(state)
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run a block with ``threads`` intra-op threads (training recipes pin it: float sums, and so
-    the trained weights, depend on it), then restore the caller's setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def edge_checksum(edge_index: Tensor) -> str:

@@ -34,7 +34,7 @@ from xaiboard.benchmark.task import Batch, TaskCard
 from .hub import load_hub_dataset
 from .minilm import HUB_MODEL, WINDOW, MiniLMTask
 from .text import TextInputs
-from .weights import load_weights, weights_meta
+from .weights import load_weights, torch_threads, weights_meta
 
 REPO = "eraser-benchmark/movie_rationales"
 REVISION = "refs/convert/parquet"
@@ -189,8 +189,7 @@ class MovieRationales(MiniLMTask):
         from .sst2 import STEM as SST2_STEM
 
         r = self.recipe
-        torch.set_num_threads(r["threads"])
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch_threads(r["threads"]):
             torch.manual_seed(seed)
             model = load_weights(self.build_model(), SST2_STEM).eval().to(device)
             model.head.reset_parameters()

@@ -23,7 +23,7 @@ from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.task import Batch, TaskCard
 
 from .image import ImageTask
-from .weights import load_weights, weights_meta
+from .weights import load_weights, torch_threads, weights_meta
 
 SIZE = 32
 CLASS_NAMES = ("square", "disc", "triangle", "cross")
@@ -186,9 +186,7 @@ class ShapesTask(ImageTask):
     def train_model(self, seed: int = 0, device: torch.device | str = "cpu") -> tuple[nn.Module, float]:
         """Adam on freshly generated training data each epoch; accuracy on ``n_test`` test images."""
         r = self.recipe
-        threads = torch.get_num_threads()
-        torch.set_num_threads(r["threads"])
-        try:
+        with torch_threads(r["threads"]):
             torch.manual_seed(seed)
             model = self.build_model().to(device)
             optimizer = torch.optim.Adam(model.parameters(), lr=r["lr"])
@@ -209,7 +207,5 @@ class ShapesTask(ImageTask):
             test = self.samples("test", r["n_test"], seed=0).to(device)
             with torch.no_grad():
                 accuracy = (model(test.inputs).argmax(1) == test.labels).float().mean().item()
-        finally:
-            torch.set_num_threads(threads)
         return model, accuracy
 

@@ -21,7 +21,7 @@ from xaiboard.benchmark.task import TaskCard
 
 from .hub import load_hub_dataset
 from .minilm import HUB_MODEL, MiniLMTask
-from .weights import weights_meta
+from .weights import torch_threads, weights_meta
 
 REPO = "stanfordnlp/sst2"
 #: the commit that converted the dataset to parquet (``data/{split}-00000-of-00001.parquet``)
@@ -88,9 +88,8 @@ class SST2(MiniLMTask):
         r = self.recipe
         texts, labels = self.texts("train")
         g = torch.Generator().manual_seed(seed)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch_threads(r["threads"]):
             torch.manual_seed(seed)
-            torch.set_num_threads(r["threads"])
             model = self.build_model().to(device).train()
             params = [
                 p for name, p in model.named_parameters() if model.is_committed(name)

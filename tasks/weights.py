@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -54,3 +57,15 @@ def weights_meta(stem: str, directory: Path | None = None) -> dict[str, Any]:
     """The training card of committed weights (empty if there is none yet)."""
     card = (directory or WEIGHTS_DIR) / f"{stem}.json"
     return json.loads(card.read_text()) if card.exists() else {}
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run a block with ``threads`` intra-op threads (training recipes pin it: float sums, and so
+    the trained weights, depend on it), then restore the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
