@@ -123,20 +123,28 @@ def p_vs_random(records: Sequence[ResultRecord], task: str, metric: str) -> pd.S
     Complements ``beats_random``: the CI rule compares two marginal intervals, the test uses
     that both were scored on the same samples, so it detects smaller, consistent differences.
     Only pairs of ok records over the same samples (same task version, seed and sample count)
-    are tested; the p-values are not corrected for the number of methods compared.
+    with at least two finite score pairs are tested (others get no p-value); the p-values are not corrected for the number of methods compared.
     """
     ok = {r.method: r for r in records if r.task == task and r.metric == metric and r.status == "ok"}
     reference = ok.pop(RANDOM, None)
     if reference is None:
         return pd.Series(dtype=float, name="p_vs_random")
-    same_samples = lambda r: (r.task_version, r.seed, len(r.scores)) == (  # noqa: E731
-        reference.task_version, reference.seed, len(reference.scores))
     values = {
         method: paired_permutation_pvalue(r.scores, reference.scores, reference.direction, seed=reference.seed)
         for method, r in ok.items()
-        if same_samples(r) and len(r.scores) >= 2
+        if _comparable(r, reference)
     }
     return pd.Series(values, dtype=float, name="p_vs_random")
+
+
+def _comparable(record: ResultRecord, reference: ResultRecord) -> bool:
+    """Scored on the same samples, with at least two pairs where both scores are finite."""
+    if (record.task_version, record.seed, len(record.scores)) != (
+        reference.task_version, reference.seed, len(reference.scores)
+    ):
+        return False
+    both = np.isfinite(np.asarray(record.scores, dtype=float)) & np.isfinite(np.asarray(reference.scores, dtype=float))
+    return int(both.sum()) >= 2
 
 
 def leaderboard_table(records: Sequence[ResultRecord], task: str, metric: str) -> pd.DataFrame:

@@ -120,15 +120,17 @@ def test_beats_random_flags_methods_whose_interval_overlaps_random():
 def test_p_vs_random_is_a_paired_test_over_the_same_samples():
     """A method that is random's scores plus a constant wins every pair (p = 1/2^6 exactly for
     6 samples); a method whose scores are random's, reordered, does not beat it; a record over
-    other samples (another seed) is not compared."""
+    other samples (another seed), or with fewer than two finite pairs, is not compared."""
     base = [0.2, 0.5, 0.3, 0.9, 0.4, 0.6]
     scored = lambda method, scores, seed=0: replace(record(method, (0.1, 0.9)), scores=scores, seed=seed)  # noqa: E731
+    nan = float("nan")
     records = [scored("random", base), scored("good", [s + 0.01 for s in base]),
-               scored("shuffled", base[::-1]), scored("okay", [s + 0.01 for s in base], seed=1)]  # fmt: skip
+               scored("shuffled", base[::-1]), scored("okay", [s + 0.01 for s in base], seed=1),
+               scored("mostly-nan", [0.9, nan, nan, nan, nan, nan])]  # fmt: skip
     p = aggregate.p_vs_random(records, "image/shapes", METRIC)
     assert p["good"] == pytest.approx(1 / 64, abs=1e-12)
     assert p["shuffled"] > 0.4
-    assert "okay" not in p and "random" not in p
+    assert "okay" not in p and "random" not in p and "mostly-nan" not in p  # one finite pair: no test
     table = aggregate.leaderboard_table(records, "image/shapes", METRIC).set_index("method")
     assert table.loc["good", "p_vs_random"] == pytest.approx(1 / 64, abs=1e-12)
     assert table["p_vs_random"][["random", "okay"]].isna().all()
