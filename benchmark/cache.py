@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from torch import Tensor
 
 from xaiboard.methods.base import Explainer
 
+from .atomic import atomic_write
 from .cost import Cost
 from .paths import cache_dir
 from .task import Task
@@ -65,11 +64,5 @@ class ExplanationCache:
     def save(self, task: Task, explainer: Explainer, seed: int, n: int, entry: CachedExplanation) -> Path:
         """Store atomically (temp file + ``os.replace``) so a crash never leaves half a file."""
         path = self.path(task, explainer, seed, n)
-        path.parent.mkdir(parents=True, exist_ok=True)
         blob = {"explanation": entry.explanation.detach().cpu(), "cost": entry.cost.as_dict()}
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-            torch.save(blob, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
-        return path
+        return atomic_write(path, lambda f: torch.save(blob, f))

@@ -1,9 +1,18 @@
 """Result records: one per (task, method, metric), with everything needed to trust and redo it.
 
-A record is either a result (``status == "ok"``: per-sample summary with a bootstrap CI) or an
-error (``status == "error"``: the message and traceback, so a crashing or NaN-producing method
-shows up on the board instead of silently vanishing). ``validate`` is the schema: reading a
-file that does not satisfy it raises ``RecordError`` naming the file and the field.
+A record is a result (``status == "ok"``: per-sample summary with a bootstrap CI), an error
+(``status == "error"``: the message and traceback, so a crashing or NaN-producing method shows
+up on the board instead of silently vanishing), or ``"not-applicable"`` (the metric cannot be
+computed for this method, e.g. it must re-run a method that was submitted as precomputed
+explanations; ``reason`` says why, and the board shows it as such rather than as a gap).
+
+Besides what was computed, a record carries what it was computed *from*: the evaluated
+sample ids, the task's fingerprint (code, removal and the model's parameters as loaded) and the
+metric's code hash. Resume recomputes a record when any of them differs, so a fixed metric bug
+or a retrained model never leaves stale numbers behind.
+
+``validate`` is the schema: reading a file that does not satisfy it raises ``RecordError``
+naming the file and the field.
 """
 
 from __future__ import annotations
@@ -11,9 +20,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-Status = Literal["ok", "error"]
+Status = Literal["ok", "error", "not-applicable"]
+STATUSES: tuple[str, ...] = ("ok", "error", "not-applicable")
+DIRECTIONS: tuple[str, ...] = ("higher", "lower")
+FAMILIES: tuple[str, ...] = ("faithfulness", "robustness", "user_proxy", "sanity", "cost")
 
 
 class RecordError(ValueError):
@@ -46,6 +58,9 @@ class ResultRecord:
     n_samples: int
     removal: str
     device: str
+    task_fingerprint: str = ""
+    metric_hash: str = ""
+    sample_ids: list[int] = field(default_factory=list)
     metric_params: dict[str, Any] = field(default_factory=dict)
     method_params: dict[str, Any] = field(default_factory=dict)
     summary: Summary | None = None
@@ -53,6 +68,7 @@ class ResultRecord:
     cost: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    reason: str | None = None
     traceback: str | None = None
     created: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -86,6 +102,9 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "n_samples": int,
     "removal": str,
     "device": str,
+    "task_fingerprint": str,
+    "metric_hash": str,
+    "sample_ids": list,
     "metric_params": dict,
     "method_params": dict,
     "scores": list,
@@ -115,14 +134,42 @@ def validate(data: Any, source: str) -> None:
     unknown = set(data) - {f.name for f in fields(ResultRecord)}
     if unknown:
         raise RecordError(f"{source}: unknown field '{sorted(unknown)[0]}'")
-    if data["status"] not in ("ok", "error"):
-        raise RecordError(f"{source}: field 'status' must be 'ok' or 'error', got {data['status']!r}")
-    if data["status"] == "error" and not data.get("error"):
-        raise RecordError(f"{source}: field 'error' is required when status is 'error'")
+    _check_values(data, source)
     if data["status"] == "ok":
-        summary = data.get("summary")
-        if not isinstance(summary, dict):
-            raise RecordError(f"{source}: field 'summary' is required when status is 'ok'")
-        for name, kind in _SUMMARY.items():
-            if not isinstance(summary.get(name), kind):
-                raise RecordError(f"{source}: field 'summary.{name}' is missing or not a number")
+        _check_summary(data, source)
+
+
+def _check_values(data: dict[str, Any], source: str) -> None:
+    """The fields whose *values*, not only types, the board relies on."""
+    for name, allowed in (("status", STATUSES), ("direction", DIRECTIONS), ("family", FAMILIES)):
+        if data[name] not in allowed:
+            raise RecordError(f"{source}: field '{name}' must be one of {', '.join(allowed)}; got {data[name]!r}")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise RecordError(f"{source}: field 'schema_version' is {data['schema_version']}, expected {SCHEMA_VERSION}")
+    for name in ("error", "reason", "traceback", "created"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise RecordError(f"{source}: field '{name}' has type {type(data[name]).__name__}")
+    required_text = {"error": "error", "not-applicable": "reason"}.get(data["status"])
+    if required_text and not data.get(required_text):
+        raise RecordError(f"{source}: field '{required_text}' is required when status is {data['status']!r}")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in data["sample_ids"]):
+        raise RecordError(f"{source}: field 'sample_ids' must hold integers")
+    if not all(_is_number(s) or s is None for s in data["scores"]):
+        raise RecordError(f"{source}: field 'scores' must hold numbers (null for NaN)")
+
+
+def _check_summary(data: dict[str, Any], source: str) -> None:
+    summary = data.get("summary")
+    if not isinstance(summary, dict):
+        raise RecordError(f"{source}: field 'summary' is required when status is 'ok'")
+    for name, kind in _SUMMARY.items():
+        value = summary.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise RecordError(f"{source}: field 'summary.{name}' is missing or not a number")
+    unknown = set(summary) - {f.name for f in fields(Summary)}
+    if unknown:
+        raise RecordError(f"{source}: unknown field 'summary.{sorted(unknown)[0]}'")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

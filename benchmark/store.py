@@ -4,18 +4,23 @@ Layout: ``<root>/<method>/results/<task>/<metric>.json`` (task names such as ``i
 become nested folders), so a submission's folder holds its own results and the leaderboard
 reads every method's folder. Files are plain JSON (NaN scores are written as ``null``) and
 are validated by ``record.validate`` on read, so a hand-edited or truncated file is reported
-as one line naming the file and field instead of breaking the board.
+as one line naming the file and field instead of breaking the board. A record must also sit
+where its own fields put it: a file under ``saliency/`` that claims another method (or task or
+metric) is reported, never shown, so one folder cannot speak for another method.
+
+Each method folder also holds its card (``method.json``, see ``card.py``). Folders whose name
+starts with a dot (``xaiboard submit``'s staging folders) are not part of the board.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_text
+from .card import CARD_FILE, CardError, MethodCard, read_card, write_card
 from .paths import submissions_dir
 from .record import RecordError, ResultRecord
 
@@ -34,17 +39,8 @@ class ResultStore:
 
     def write(self, record: ResultRecord) -> Path:
         """Write ``record`` atomically: a reader sees the old file or the new one, never half."""
-        target = self.path(record.task, record.method, record.metric)
-        target.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(_strict_json(record.to_dict()), indent=2, sort_keys=True, allow_nan=False) + "\n"
-        with tempfile.NamedTemporaryFile(
-            "w", dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False, encoding="utf-8"
-        ) as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, target)
-        return target
+        return atomic_write_text(self.path(record.task, record.method, record.metric), text)
 
     def read(self, path: Path | str) -> ResultRecord:
         """The record in ``path``; ``RecordError`` (one line, naming the file) if it is bad."""
@@ -62,15 +58,56 @@ class ResultStore:
         except TypeError as exc:
             raise RecordError(f"{path}: field 'summary': {exc}") from None
 
+    def read_in_place(self, path: Path) -> ResultRecord:
+        """``read``, plus the check that the record names the method, task and metric of its path."""
+        record = self.read(path)
+        expected = self.path(record.task, record.method, record.metric)
+        if path != expected:
+            relative = path.relative_to(self.root)
+            raise RecordError(
+                f"{path}: fields 'method', 'task', 'metric' ({record.method}, {record.task}, {record.metric}) "
+                f"do not match the file's place {relative}"
+            )
+        return record
+
     def records(self) -> tuple[list[ResultRecord], list[RecordError]]:
-        """Every readable record under the root, and an error for each file that is not."""
+        """Every readable record under the root, and one error for each file that is not.
+
+        A file is bad when it is unreadable, fails the schema, or claims a method, task or
+        metric other than its place in the tree says (one folder speaking for another method).
+        """
         records, errors = [], []
-        for path in sorted(self.root.glob("*/results/**/*.json")):
+        for path in self._record_paths():
             try:
-                records.append(self.read(path))
-            except RecordError as exc:
-                errors.append(exc)
+                records.append(self.read_in_place(path))
+            except (RecordError, ValueError) as exc:
+                errors.append(exc if isinstance(exc, RecordError) else RecordError(f"{path}: {exc}"))
         return records, errors
+
+    def cards(self) -> tuple[dict[str, MethodCard], list[CardError]]:
+        """Every readable method card under the root (by method name), and one error per bad one."""
+        cards, errors = {}, []
+        for path in sorted(self.root.glob(f"*/{CARD_FILE}")):
+            if path.parent.name.startswith("."):
+                continue
+            try:
+                card = read_card(path)
+            except CardError as exc:
+                errors.append(exc)
+            else:
+                cards[card.name] = card
+        return cards, errors
+
+    def card(self, method: str) -> MethodCard | None:
+        """The card of ``method``, ``None`` if it has none (``CardError`` if it is bad)."""
+        path = self.root / method / CARD_FILE
+        return read_card(path) if path.exists() else None
+
+    def write_card(self, card: MethodCard) -> Path:
+        return write_card(self.root / card.name, card)
+
+    def _record_paths(self) -> list[Path]:
+        return sorted(p for p in self.root.glob("*/results/**/*.json") if not p.relative_to(self.root).parts[0].startswith("."))
 
     def find(self, task: str, method: str, metric: str) -> ResultRecord | None:
         """The stored record for this key, ``None`` if there is none (``RecordError`` if bad)."""
