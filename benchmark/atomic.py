@@ -20,6 +20,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
         try:
             write(tmp)
+            os.fchmod(tmp.fileno(), 0o644)  # a temp file is private (0600); a published file is not
             tmp.flush()
             os.fsync(tmp.fileno())
         except BaseException:

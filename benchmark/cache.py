@@ -3,7 +3,8 @@
 Explaining is usually the expensive step (Integrated Gradients, SmoothGrad, GNNExplainer), and
 every metric of a run reads the same explanation; re-running a metric, adding a metric or
 resuming a crashed run then costs no explanation at all. The key holds everything that
-changes the explanation: the task's name, version and fingerprint (code, weights, removal) and the method's
+changes the explanation: the task's name, version and fingerprint (code, removal, the model's
+parameters as loaded) and the method's
 name and code hash (source + parameters), the seed and the sample count. The Cost of the
 original computation is stored alongside, so cost metrics stay truthful on a cache hit.
 """
@@ -37,11 +38,11 @@ class ExplanationCache:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir()
 
-    def path(self, task: Task, explainer: Explainer, seed: int, n: int) -> Path:
+    def path(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int) -> Path:
         key = {
             "task": task.name,
             "task_version": task.version,
-            "task_fingerprint": task.fingerprint(),
+            "task_fingerprint": fingerprint,
             "method": explainer.name,
             "method_hash": explainer.code_hash(),
             "seed": seed,
@@ -50,9 +51,9 @@ class ExplanationCache:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         return self.root / task.name / explainer.name / f"{digest}.pt"
 
-    def load(self, task: Task, explainer: Explainer, seed: int, n: int) -> CachedExplanation | None:
+    def load(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int) -> CachedExplanation | None:
         """The cached explanation (on CPU), or ``None`` if absent or unreadable (then recomputed)."""
-        path = self.path(task, explainer, seed, n)
+        path = self.path(task, fingerprint, explainer, seed, n)
         if not path.exists():
             return None
         try:
@@ -61,8 +62,8 @@ class ExplanationCache:
         except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError):
             return None
 
-    def save(self, task: Task, explainer: Explainer, seed: int, n: int, entry: CachedExplanation) -> Path:
+    def save(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int, entry: CachedExplanation) -> Path:
         """Store atomically (temp file + ``os.replace``) so a crash never leaves half a file."""
-        path = self.path(task, explainer, seed, n)
+        path = self.path(task, fingerprint, explainer, seed, n)
         blob = {"explanation": entry.explanation.detach().cpu(), "cost": entry.cost.as_dict()}
         return atomic_write(path, lambda f: torch.save(blob, f))

@@ -16,9 +16,12 @@ import json
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_write_text
+
+if TYPE_CHECKING:  # the board reads cards without importing any method code
+    from xaiboard.methods.base import Explainer
 
 CARD_FILE = "method.json"
 #: what a control is a control for; the board compares every method against the ``random`` kind
@@ -125,3 +128,35 @@ def write_card(folder: Path | str, card: MethodCard) -> Path:
     validate_card(card.to_dict(), f"card of {card.name!r}")
     text = json.dumps(card.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
     return atomic_write_text(Path(folder) / CARD_FILE, text)
+
+
+def baseline_card(explainer: Explainer) -> MethodCard:
+    """The card of a method the harness imports itself (a baseline, a control, a ``--plugin``).
+
+    Read off the class: ``description``, ``paper`` and ``authors`` (when it declares them), its
+    modalities and parameters, the control flag, and ``control_kind`` (a control's kind;
+    ``random`` marks the reference every method is tested against). No timestamp, so
+    regenerating the committed baselines rewrites identical cards.
+    """
+    return MethodCard(
+        name=explainer.name,
+        description=explainer.description,
+        authors=explainer.authors,
+        paper=explainer.paper,
+        modalities=sorted(explainer.modalities),
+        parameters=json.loads(json.dumps(explainer.params, sort_keys=True, default=str)),
+        code_hash=explainer.code_hash(),
+        control=bool(explainer.control),
+        control_kind=explainer.control_kind,
+        kind="baseline",
+        xaiboard_version=_version(),
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xaiboard")
+    except PackageNotFoundError:
+        return "unknown"

@@ -9,12 +9,15 @@ e.g. ``xaiboard run --plugin my_method.py --methods my-method``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -26,11 +29,13 @@ import pandas as pd
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .cache import ExplanationCache
+from .card import CARD_FILE, CardError, MethodCard
 from .device import resolve_device
 from .environment import versions
-from .paths import submissions_dir
+from . import paths
 from .registry import METHODS, METRICS, TASKS, Registry
 from .runner import results_table, run
+from .sandbox import SandboxPolicy
 from .store import ResultStore
 
 PLUGIN = click.option(
@@ -72,7 +77,8 @@ def main() -> None:
 @click.option(
     "--results-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where result records go (default: the repository's submissions/, or $XAIBOARD_SUBMISSIONS).",
+    help="Where result records go (default: ./results, or $XAIBOARD_RESULTS). "
+    "The committed board is written only when you pass --results-dir submissions.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars or skip notes.")
 @click.option("--force", is_flag=True, help="Recompute every pair, ignoring stored results and cached explanations.")
@@ -94,7 +100,8 @@ def run_command(
     task_names = _names(TASKS, tasks, "--tasks") if tasks else suite_tasks(suite)
     method_names = _names(METHODS, methods, "--methods")
     metric_names = _names(METRICS, metrics, "--metrics")
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    store = ResultStore(writable_results_dir(results_dir or paths.results_dir()))
+    _log_to_console(quiet)
     with logging_redirect_tqdm():
         records = run(
             task_names,
@@ -103,18 +110,143 @@ def run_command(
             n=n,
             seed=seed,
             device=_device(device),
-            store=ResultStore(results_dir),
+            store=store,
             cache=ExplanationCache(),
             progress=not quiet,
             force=force,
         )
     table = results_table(records)
     click.echo(table.to_string() if not table.empty else "no results (nothing applicable)")
-    errors = Counter(r.error.splitlines()[0] for r in records if r.status == "error")
-    if errors:
-        click.echo(f"{errors.total()} error record(s); their files hold the tracebacks:", err=True)
-        for message, count in errors.most_common():
-            click.echo(f"  {count} x {message}", err=True)
+    click.echo(f"results: {store.root}")
+    _exit_on_errors(records)
+
+
+@main.command("submit", help="Validate, run and publish one method: FILE.py[:Class] in a sandbox, or --precomputed explanations.")
+@click.argument("source", required=False, metavar="FILE.py[:Class]")
+@click.option("--name", required=True, help="The method's name on the board (one path component).")
+@click.option("--precomputed", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of explanations for exported samples (see xaiboard export-samples) instead of code.")
+@click.option("--suite", type=click.Choice(SUITES), default="default", show_default=True,
+              help="Tasks to run on, as in `run` (ignored with --tasks).")
+@click.option("--tasks", help="Comma-separated task names (overrides --suite).")
+@click.option("--metrics", help="Comma-separated metric names (default: every registered metric).")
+@click.option("--n", default=64, show_default=True, type=click.IntRange(min=1), help="Samples per task.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for sample choice and randomness.")
+@DEVICE
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The board to publish to (default: the repository's submissions/, or $XAIBOARD_SUBMISSIONS).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing submission (or a baseline) of the same name.")
+@click.option("--card", "card_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A method card JSON (description, authors, paper, url, licence); flags below override it.")
+@click.option("--description", help="One or two sentences on what the method does.")
+@click.option("--authors", help="Who made the method.")
+@click.option("--paper", help="The paper (citation or title).")
+@click.option("--url", help="Where to read more (paper or code).")
+@click.option("--licence", help="The method code's licence.")
+@click.option("--time-budget", default=SandboxPolicy.time_budget_s, show_default=True, type=click.FloatRange(min=0.1),
+              help="Wall-time budget in seconds for one explain call (one task batch) in the worker.")
+@click.option("--memory-mb", default=SandboxPolicy.memory_mb, show_default=True, type=click.IntRange(min=256),
+              help="Address-space cap of the worker process in MiB (RLIMIT_AS).")
+@click.option("--unsafe-no-sandbox", is_flag=True,
+              help="Run without Landlock where the kernel lacks it (time and memory limits still apply).")
+@click.option("--quiet", is_flag=True, help="No progress bars or skip notes.")
+@PLUGIN
+def submit_command(source: str | None, name: str, precomputed: Path | None, suite: str, tasks: str | None,
+                   metrics: str | None, n: int, seed: int, device: str, results_dir: Path | None, overwrite: bool,
+                   card_file: Path | None, time_budget: float, memory_mb: int, unsafe_no_sandbox: bool, quiet: bool,
+                   plugins: Sequence[Path], **card_fields: str | None) -> None:
+    from .submit import SubmissionRejected
+
+    _load_registries(plugins)
+    if (source is None) == (precomputed is None):
+        raise click.UsageError("give either FILE.py[:Class] or --precomputed DIR")
+    root = writable_results_dir(results_dir or paths.submissions_dir())
+    _log_to_console(quiet)
+    try:
+        records = _submit(source, name, precomputed, tasks, suite, metrics, n, seed, _device(device), root, overwrite,
+                          _card(card_file, name, card_fields), SandboxPolicy(time_budget, memory_mb, unsafe_no_sandbox),
+                          plugins, quiet)
+    except SubmissionRejected as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"published {name}: card {root / name / CARD_FILE}, records under {root / name / 'results'}")
+    click.echo(rank_summary(root, name))
+    _exit_on_errors(records)
+
+
+def _submit(source, name, precomputed, tasks, suite, metrics, n, seed, device, root, overwrite, card, policy, plugins, quiet):
+    """The submit pipeline (``benchmark/submit.py``); every refusal is a ``SubmissionRejected``."""
+    from .precomputed import PrecomputedError, PrecomputedExplainer, precomputed_setting
+    from .sandbox import SandboxedExplainer, SubmissionError
+    from .submit import SubmissionRejected, check_name, run_and_publish, smoke_check, submission_card
+
+    check_name(name, root, METHODS.names(), overwrite)
+    try:
+        if precomputed is not None:
+            explainer, kind = PrecomputedExplainer(precomputed, name), "precomputed"
+            task_names, n, seed = precomputed_setting(precomputed, tasks and _names(TASKS, tasks, "--tasks"))
+        else:
+            path, _, class_name = source.partition(":")
+            explainer = SandboxedExplainer(Path(path), class_name or None, policy, plugins, name=name)
+            kind, task_names = "submission", _names(TASKS, tasks, "--tasks") if tasks else suite_tasks(suite)
+    except (SubmissionError, PrecomputedError, OSError) as exc:
+        raise SubmissionRejected(str(exc).splitlines()[0]) from None
+    with contextlib.closing(explainer):
+        claimed = [task for task in map(TASKS.create, task_names) if explainer.supports(task)]
+        if not claimed:
+            raise SubmissionRejected(f"{name} supports {sorted(explainer.modalities)}: none of the tasks {task_names} is one")
+        smoke_check(explainer, claimed, device, seed)
+        card = submission_card(card, explainer, kind)
+        metric_names = _names(METRICS, metrics, "--metrics")
+        with logging_redirect_tqdm():
+            return run_and_publish(explainer, card, claimed, metric_names, root, n, seed, device, progress=not quiet)
+
+
+def rank_summary(root: Path, method: str) -> str:
+    """``method``'s mean rank group per task and metric family, beside every other method's
+    (lower is better; ``*`` marks controls, ``>`` the submitted method)."""
+    from xaiboard.leaderboard.aggregate import standings
+
+    frame = standings(root, method)
+    if frame.empty:
+        return f"{method} has no ranked results"
+    marks = ["> " if m == method else "* " if control else "  " for m, control in zip(frame["method"], frame["is_control"])]
+    frame = frame.assign(method=[mark + name for mark, name in zip(marks, frame["method"])]).drop(columns="is_control")
+    lines = ["mean rank group per family (lower is better; > this submission, * control):"]
+    for task, block in frame.groupby("task", sort=True):
+        lines += [f"{task}:", block.drop(columns="task").round(2).to_string(index=False, na_rep="-")]
+    return "\n".join(lines)
+
+
+def _card(card_file: Path | None, name: str, flags: dict[str, str | None]) -> MethodCard:
+    """The submitter's card: ``--card`` JSON, then the flags; the harness fills in the rest."""
+    data = {}
+    if card_file is not None:
+        try:
+            data = json.loads(card_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise click.BadParameter(f"{card_file}: {exc}", param_hint="--card") from None
+        if not isinstance(data, dict):
+            raise click.BadParameter(f"{card_file}: expected a JSON object", param_hint="--card")
+    data = {**data, **{k: v for k, v in flags.items() if v is not None}, "name": name}
+    try:
+        return MethodCard.from_dict(data, str(card_file or "card flags"))
+    except CardError as exc:
+        raise click.BadParameter(str(exc), param_hint="--card") from None
+
+
+@main.command("export-samples", help="Write TASK's evaluation samples for explaining them outside the harness.")
+@click.argument("task_name", metavar="TASK")
+@click.option("--n", default=64, show_default=True, type=click.IntRange(min=1), help="Samples (as `run --n`).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed (as `run --seed`).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write to.")
+@PLUGIN
+def export_samples_command(task_name: str, n: int, seed: int, out: Path, plugins: Sequence[Path]) -> None:
+    from .precomputed import export_samples
+
+    _load_registries(plugins)
+    task = TASKS.create(_names(TASKS, task_name, "TASK")[0])
+    folder = export_samples(task, n, seed, out)
+    click.echo(f"{task.name}: samples written to {folder} (format: docs/precomputed.md)")
 
 
 @main.command("list", help="List registered tasks, methods or metrics with their metadata.")
@@ -209,11 +341,37 @@ def leaderboard_command(results_dir: Path | None) -> None:
     import xaiboard.leaderboard
 
     app = Path(xaiboard.leaderboard.__file__).parent / "app.py"
-    env = {**os.environ, "XAIBOARD_SUBMISSIONS": str(results_dir or submissions_dir())}
+    env = {**os.environ, "XAIBOARD_SUBMISSIONS": str(results_dir or paths.submissions_dir())}
     # no usage statistics: the board is often run offline, and it is nobody's business
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--browser.gatherUsageStats", "false"]
     completed = subprocess.run(command, env=env, check=False)
     sys.exit(completed.returncode)
+
+
+def writable_results_dir(root: Path) -> Path:
+    """``root``, created if needed, after checking a file can be written there (before any work)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise click.ClickException(f"results folder {root} cannot be written: {exc.strerror or exc}") from None
+    return root
+
+
+def _log_to_console(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+
+
+def _exit_on_errors(records: Sequence) -> None:
+    """Summarise error records on stderr and exit 1 if there are any (after everything else ran)."""
+    errors = Counter(r.error.splitlines()[0] for r in records if r.status == "error")
+    if not errors:
+        return
+    click.echo(f"{errors.total()} error record(s); their files hold the tracebacks:", err=True)
+    for message, count in errors.most_common():
+        click.echo(f"  {count} x {message}", err=True)
+    sys.exit(1)
 
 
 def _load_registries(plugins: Sequence[Path]) -> None:

@@ -7,20 +7,23 @@ with a pinned default; ``params`` is recorded in each result.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from .cost import Cost
 from .removal import RemovalEngine
-from .task import Batch, Modality, Task
+from .task import Batch, Modality, Task, source_hash
 
 Family = Literal["faithfulness", "robustness", "user_proxy", "sanity", "cost"]
 Direction = Literal["higher", "lower"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -28,7 +31,13 @@ class MetricContext:
     """Everything a metric may read for one (task, method) batch.
 
     ``explain(model, inputs)`` re-runs the method (robustness, sanity metrics); it is ``None``
-    for precomputed explanations, and metrics that need it are then skipped with a clear error.
+    for precomputed explanations, and the runner then records such metrics as not applicable.
+
+    Work that several metrics need is computed once through ``shared``: into ``memo``, owned by
+    this one (task, method) pair's context, or, for work that does not depend on the method
+    (``per_task=True``: e.g. infidelity's removals), into ``task_memo``, which the runner shares
+    between the pairs of one task within one run. Both live and die with the contexts, so
+    nothing leaks across pairs, tasks or runs, whatever objects the runner reuses.
     """
 
     task: Task
@@ -40,6 +49,19 @@ class MetricContext:
     device: torch.device
     explain: Callable[[nn.Module, Any, Tensor], Tensor] | None = None
     cost: Cost = field(default_factory=Cost)
+    memo: dict[Hashable, Any] = field(default_factory=dict)
+    task_memo: dict[Hashable, Any] = field(default_factory=dict)
+
+    def shared(self, key: Hashable, compute: Callable[[], T], per_task: bool = False) -> T:
+        """``compute()``'s result under ``key``, computed on first use only.
+
+        ``key`` must hold every value the result depends on beyond the context itself (the
+        metric's parameters that shape it); the seed, batch, model and method are the context's.
+        """
+        memo = self.task_memo if per_task else self.memo
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
 
     def generator(self, salt: int = 0) -> torch.Generator:
         """A seeded generator on the context's device, so stochastic metrics are reproducible."""
@@ -80,6 +102,13 @@ class Metric(ABC):
         if self.needs_ground_truth and not task.has_ground_truth:
             return f"{self.name} needs ground truth, which {task.name} does not have"
         return None
+
+    def code_hash(self) -> str:
+        """Hash of the metric's code (its module and its bases') and parameters, recorded in
+        every result: resume recomputes a record whose metric changed since, so a fixed bug is
+        never silently skipped."""
+        blob = source_hash(type(self)) + json.dumps(self.params, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def __repr__(self) -> str:
         return f"<Metric {self.name} {self.params}>"

@@ -1,8 +1,15 @@
 """Where results and caches live.
 
-By default next to the code (the repository's ``submissions/`` folder, which is what the
-leaderboard shows and what is committed); ``XAIBOARD_SUBMISSIONS`` and ``XAIBOARD_CACHE``
-redirect them, e.g. for tests or for a private run.
+- **The committed board** (``submissions_dir``): the repository's ``submissions/`` folder, which
+  the leaderboard shows by default. Only ``xaiboard submit`` or an explicit
+  ``--results-dir submissions`` writes there, so everyday runs never rewrite published numbers.
+- **Everyday results** (``results_dir``): ``./results`` in the working directory, or
+  ``$XAIBOARD_RESULTS``; never inside the installed package (a wheel install would otherwise
+  write into site-packages).
+- **Caches** (``cache_dir``): explanations and downloaded data, ``$XAIBOARD_CACHE`` or the
+  user's cache folder (``$XDG_CACHE_HOME/xaiboard``, default ``~/.cache/xaiboard``).
+
+``XAIBOARD_SUBMISSIONS`` points the board at another folder (tests, a private board).
 """
 
 from __future__ import annotations
@@ -17,5 +24,11 @@ def submissions_dir() -> Path:
     return Path(os.environ.get("XAIBOARD_SUBMISSIONS", REPO_ROOT / "submissions"))
 
 
+def results_dir() -> Path:
+    return Path(os.environ.get("XAIBOARD_RESULTS", Path.cwd() / "results"))
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("XAIBOARD_CACHE", REPO_ROOT / ".xaiboard-cache"))
+    if "XAIBOARD_CACHE" in os.environ:
+        return Path(os.environ["XAIBOARD_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xaiboard"

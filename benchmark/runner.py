@@ -6,12 +6,12 @@ then computed from that one explanation. A method or metric that fails, or that 
 NaN/inf or a wrong shape, becomes an error record with its traceback and the run goes on, so
 failures are visible on the board rather than silently missing. A (task, method) pair whose
 results are all stored (same task version, method hash, seed, n and metric parameters) is
-skipped without loading anything, so a killed run resumes where it stopped.
+skipped, so a killed run resumes where it stopped; "all stored" means stored for the same task
+code, model parameters, method code, samples and metric code, so nothing stale is reused.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import traceback
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from xaiboard.methods.base import Explainer
 
 from .cache import CachedExplanation, ExplanationCache
+from .card import MethodCard, baseline_card
 from .cost import count_passes
 from .device import chunk_rows, resolve_device
 from .environment import describe_device, versions
@@ -57,13 +58,15 @@ def run(
     cache: ExplanationCache | None = None,
     progress: bool = True,
     force: bool = False,
+    card: Callable[[Explainer], MethodCard] = baseline_card,
 ) -> list[ResultRecord]:
     """Evaluate every method on every task with every metric; write and return the records.
 
     Names are looked up in the registries; objects are used as given. ``store`` and ``cache``
-    default to ``paths.submissions_dir()`` and ``paths.cache_dir()``. Pairs whose results are
-    already stored (same task version, method hash, seed, n and metric parameters) are skipped
-    and explanations come from the cache, unless ``force`` recomputes everything.
+    default to ``paths.results_dir()`` and ``paths.cache_dir()``. Results already stored for
+    the same task (version and fingerprint), method hash, seed, samples and metric (code and
+    parameters) are skipped and explanations come from the cache, unless ``force`` recomputes
+    everything. Each evaluated method's card (``card(explainer)``) is written beside its records.
     """
     device = resolve_device(device) if isinstance(device, str) else device
     job = _Run(
@@ -75,6 +78,7 @@ def run(
         progress=progress,
         device_name=describe_device(device),
         force=force,
+        card=card,
     )
     methods = _instances(METHODS, methods)
     metrics = _instances(METRICS, metrics)
@@ -103,37 +107,56 @@ class _Run:
     progress: bool
     device_name: str
     force: bool = False
+    card: Callable[[Explainer], MethodCard] = baseline_card
     versions: dict[str, str] = field(default_factory=versions)
 
     def task(self, task: Task, methods: list[Explainer], metrics: list[Metric], bar: tqdm) -> list[ResultRecord]:
         applicable = [m for m in metrics if _applies(m, task)]
-        load = functools.cache(lambda: (task.model(self.device), task.samples("test", self.n, self.seed).to(self.device)))
+        supported = [e for e in methods if _supports(e, task)]
+        bar.update(len(methods) - len(supported))
+        if not applicable or not supported:
+            return []
+        try:
+            loaded = self.load(task)
+        except Exception as exc:
+            message = f"loading {task.name} failed: {type(exc).__name__}: {exc}"
+            return self.fail_all(task, supported, applicable, message)
+        task_memo: dict = {}
         records: list[ResultRecord] = []
-        for explainer in methods:
+        for explainer in supported:
             bar.set_postfix_str(f"{task.name} / {explainer.name}")
-            if not explainer.supports(task):
-                log.info("skip %s on %s: it supports %s only", explainer.name, task.name, sorted(explainer.modalities))
-            elif applicable:
-                pair = self.pair_fields(task, explainer)
-                done, missing = ([], applicable) if self.force else self.stored(pair, applicable)
-                records.extend(done)
-                if not missing:
-                    log.info("skip %s on %s: all results already stored", explainer.name, task.name)
-                else:
-                    records.extend(self.pair(task, explainer, missing, pair, load))
+            self.store.write_card(self.card(explainer))
+            pair = self.pair_fields(task, explainer, loaded)
+            done, missing = ([], applicable) if self.force else self.stored(pair, applicable)
+            records.extend(done)
+            if missing:
+                records.extend(self.pair(task, explainer, missing, pair, loaded, task_memo))
+            else:
+                log.info("skip %s on %s: all results already stored", explainer.name, task.name)
             bar.update()
         return records
 
-    def pair_fields(self, task: Task, explainer: Explainer) -> dict[str, Any]:
+    def load(self, task: Task) -> _Loaded:
+        """The task's model and evaluation batch, and the fingerprint of the model as loaded."""
+        model = task.model(self.device)
+        batch = task.samples("test", self.n, self.seed).to(self.device)
+        if len(batch) < self.n:
+            log.warning("%s has only %d test samples: evaluating %d (asked for %d)", task.name, len(batch), len(batch), self.n)
+        ids = batch.ids.tolist() if batch.ids is not None else list(range(len(batch)))
+        return _Loaded(model, batch, task.fingerprint(model), ids)
+
+    def pair_fields(self, task: Task, explainer: Explainer, loaded: _Loaded) -> dict[str, Any]:
         """The record fields shared by every metric of one (task, method) pair."""
         return {
             "task": task.name,
             "task_version": task.version,
+            "task_fingerprint": loaded.fingerprint,
             "method": explainer.name,
             "method_hash": explainer.code_hash(),
             "method_params": _jsonable(explainer.params),
             "seed": self.seed,
-            "n_samples": self.n,
+            "n_samples": len(loaded.sample_ids),
+            "sample_ids": loaded.sample_ids,
             "removal": task.removal_name,
             "device": self.device_name,
             "versions": self.versions,
@@ -164,43 +187,52 @@ class _Run:
         explainer: Explainer,
         metrics: list[Metric],
         pair: dict[str, Any],
-        load: Callable[[], tuple[nn.Module, Batch]],
+        loaded: _Loaded,
+        task_memo: dict,
     ) -> list[ResultRecord]:
-        """Explain once and evaluate every metric; a task or method failure fails every metric."""
+        """Explain once and evaluate every metric; a method failure fails every metric."""
         try:
-            model, batch = load()
-            entry = self.explanation(task, explainer, model, batch)
+            entry = self.explanation(task, explainer, loaded)
         except Exception as exc:
             message = f"explaining {task.name} with {explainer.name} failed: {type(exc).__name__}: {exc}"
             return [self.write(pair, m, status="error", error=message, traceback=traceback.format_exc()) for m in metrics]
         ctx = MetricContext(
             task=task,
-            model=model,
-            batch=batch,
+            model=loaded.model,
+            batch=loaded.batch,
             explanation=entry.explanation.to(self.device),
-            engine=RemovalEngine(task, model, chunk_rows(self.device)),
+            engine=RemovalEngine(task, loaded.model, chunk_rows(self.device)),
             seed=self.seed,
             device=self.device,
-            explain=lambda m, inputs, targets: explainer.explain(m, inputs, targets, task),
+            explain=(lambda m, inputs, targets: explainer.explain(m, inputs, targets, task)) if explainer.rerunnable else None,
             cost=entry.cost,
+            task_memo=task_memo,
         )
-        cost = entry.cost.per_sample(len(batch))
+        cost = entry.cost.per_sample(len(loaded.batch)) if explainer.rerunnable else {}
         bar = tqdm(metrics, desc=f"{explainer.name} metrics", leave=False, disable=not self.progress)
         return [self.evaluate(ctx, metric, pair, cost) for metric in bar]
 
-    def explanation(self, task: Task, explainer: Explainer, model: nn.Module, batch: Batch) -> CachedExplanation:
-        """From the cache, or computed once over the whole batch under a pass counter."""
-        cached = None if self.force else self.cache.load(task, explainer, self.seed, self.n)
+    def explanation(self, task: Task, explainer: Explainer, loaded: _Loaded) -> CachedExplanation:
+        """From the cache, or computed once over the whole batch under a pass counter.
+
+        A method that counts its own passes (one running in a sandboxed worker, where the
+        parent's hooks cannot see the model) reports them as ``last_cost``.
+        """
+        key = (task, loaded.fingerprint, explainer, self.seed, len(loaded.batch))
+        cached = None if self.force else self.cache.load(*key)
         if cached is not None:
             return cached
         torch.manual_seed(self.seed)
-        with count_passes(model, self.device) as cost:
-            raw = explainer.explain(model, batch.inputs, batch.targets, task)
-        entry = CachedExplanation(_checked(raw, batch, explainer.name), cost)
-        self.cache.save(task, explainer, self.seed, self.n, entry)
+        with count_passes(loaded.model, self.device) as cost:
+            raw = explainer.explain_batch(loaded.model, loaded.batch, task)
+        entry = CachedExplanation(checked_explanation(raw, loaded.batch, explainer.name), getattr(explainer, "last_cost", cost))
+        self.cache.save(*key, entry)
         return entry
 
     def evaluate(self, ctx: MetricContext, metric: Metric, pair: dict[str, Any], cost: dict[str, Any]) -> ResultRecord:
+        reason = _not_applicable(metric, ctx)
+        if reason is not None:
+            return self.write(pair, metric, status="not-applicable", reason=reason)
         try:
             torch.manual_seed(self.seed)
             scores = _scores(metric.compute(ctx), len(ctx.batch), metric.name)
@@ -210,10 +242,26 @@ class _Run:
             return self.write(pair, metric, status="error", error=message, traceback=traceback.format_exc(), cost=cost)
         return self.write(pair, metric, status="ok", summary=summary, scores=scores.tolist(), cost=cost)
 
+    def fail_all(self, task: Task, methods: list[Explainer], metrics: list[Metric], message: str) -> list[ResultRecord]:
+        """Error records for every (method, metric) of a task that could not be loaded."""
+        details = traceback.format_exc()
+        records = []
+        for explainer in methods:
+            self.store.write_card(self.card(explainer))
+            pair = {
+                "task": task.name, "task_version": task.version, "method": explainer.name,
+                "method_hash": explainer.code_hash(), "method_params": _jsonable(explainer.params),
+                "seed": self.seed, "n_samples": 0, "removal": task.removal_name, "device": self.device_name,
+                "versions": self.versions,
+            }
+            records.extend(self.write(pair, m, status="error", error=message, traceback=details) for m in metrics)
+        return records
+
     def write(self, pair: dict[str, Any], metric: Metric, **outcome: Any) -> ResultRecord:
         record = ResultRecord(
             **pair,
             metric=metric.name,
+            metric_hash=metric.code_hash(),
             family=metric.family,
             direction=metric.direction,
             metric_params=_jsonable(metric.params),
@@ -224,8 +272,34 @@ class _Run:
         return record
 
 
+@dataclass
+class _Loaded:
+    """One task's model and evaluation batch, loaded once for all its methods."""
+
+    model: nn.Module
+    batch: Batch
+    fingerprint: str
+    sample_ids: list[int]
+
+
 def _instances(registry: Registry, items: Sequence[Any]) -> list[Any]:
     return [registry.create(item) if isinstance(item, str) else item for item in items]
+
+
+def _supports(explainer: Explainer, task: Task) -> bool:
+    if not explainer.supports(task):
+        log.info("skip %s on %s: it supports %s only", explainer.name, task.name, sorted(explainer.modalities))
+        return False
+    return True
+
+
+def _not_applicable(metric: Metric, ctx: MetricContext) -> str | None:
+    """Why ``metric`` cannot be computed for this pair's explanations, or ``None`` if it can."""
+    if ctx.explain is None and metric.needs_explainer:
+        return f"{metric.name} re-runs the method, and precomputed explanations cannot be re-run"
+    if ctx.explain is None and metric.family == "cost":
+        return "the cost of precomputed explanations was not measured by the harness"
+    return None
 
 
 def _applies(metric: Metric, task: Task) -> bool:
@@ -235,7 +309,7 @@ def _applies(metric: Metric, task: Task) -> bool:
     return reason is None
 
 
-def _checked(explanation: Any, batch: Batch, name: str) -> Tensor:
+def checked_explanation(explanation: Any, batch: Batch, name: str) -> Tensor:
     """The explanation as a detached float tensor, or ``InvalidExplanation`` saying what is wrong."""
     if not isinstance(explanation, Tensor):
         raise InvalidExplanation(f"{name} returned {type(explanation).__name__}, expected a Tensor")
@@ -262,16 +336,21 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(params, sort_keys=True, default=str))
 
 
-_RESUME_FIELDS = ("task_version", "method_hash", "seed", "n_samples", "removal")
+#: what makes a stored record the one this run would compute: the task's code, removal and model
+#: (fingerprint), the method's code and parameters (hash), the samples, and the metric's code
+_RESUME_FIELDS = ("task_version", "task_fingerprint", "method_hash", "seed", "n_samples", "sample_ids", "removal")
 
 
 def _matches(stored: ResultRecord, pair: dict[str, Any], metric: Metric) -> bool:
-    """Whether a stored ok record is exactly what this run would compute."""
+    """Whether a stored ok (or not-applicable) record is exactly what this run would compute."""
     same_pair = all(getattr(stored, name) == pair[name] for name in _RESUME_FIELDS)
-    return stored.status == "ok" and same_pair and stored.metric_params == _jsonable(metric.params)
+    same_metric = stored.metric_hash == metric.code_hash() and stored.metric_params == _jsonable(metric.params)
+    return stored.status in ("ok", "not-applicable") and same_pair and same_metric
 
 
 def _cell(record: ResultRecord) -> str:
+    if record.status == "not-applicable":
+        return "n/a"
     if record.status != "ok" or record.summary is None:
         return "ERROR"
     s = record.summary

@@ -21,13 +21,13 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .card import CARD_FILE, CardError, MethodCard, read_card, write_card
-from .paths import submissions_dir
+from .paths import results_dir
 from .record import RecordError, ResultRecord
 
 
 class ResultStore:
     def __init__(self, root: Path | str | None = None) -> None:
-        self.root = Path(root) if root is not None else submissions_dir()
+        self.root = Path(root) if root is not None else results_dir()
 
     def path(self, task: str, method: str, metric: str) -> Path:
         for part in (*task.split("/"), method, metric):

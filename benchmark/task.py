@@ -122,6 +122,30 @@ class GraphCall:
     kwargs: dict[str, Tensor] = field(default_factory=dict)
 
 
+def source_hash(cls: type) -> str:
+    """sha256 of the source of ``cls``'s module and of its base classes' modules.
+
+    Used for tasks and metrics alike: editing the file that defines one (or a base it builds
+    on) changes the hash, so cached explanations and stored results computed by the old code
+    are never reused.
+    """
+    modules = {inspect.getmodule(base) for base in cls.__mro__ if base.__module__ not in ("builtins", "abc")}
+    digest = hashlib.sha256()
+    for module in sorted(modules, key=lambda m: m.__name__):
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()
+
+
+def parameter_hash(model: nn.Module) -> str:
+    """sha256 over a model's parameters and buffers (names, dtypes, shapes, values), in order."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 class Task(ABC):
     """One benchmark task. Subclasses set the class attributes and implement the methods."""
 
@@ -227,25 +251,30 @@ class Task(ABC):
         """The batch as one PyG call (graph tasks); ``None`` if not applicable."""
         return None
 
-    def fingerprint(self) -> str:
-        """Hash of the task's code (its module and its base classes'), committed weights and removal:
-        part of the explanation cache key.
+    def fingerprint(self, model: nn.Module | None = None) -> str:
+        """Hash of the task's code (its module and its base classes'), removal and model: part of
+        the explanation cache key and of every result record.
 
         ``version`` is what results cite, but a task under development (a plugin file being
-        edited) keeps its version while its data or model change; the fingerprint makes the
-        cache miss then instead of serving explanations of the old task.
+        edited, a model retrained into the plugin's own folder) keeps its version while its data
+        or model change; the fingerprint makes caches and stored results miss then instead of
+        serving numbers of the old task. ``model`` is the model *as loaded* (its parameters and
+        buffers are hashed), which covers weights wherever they come from; without it, the
+        committed weights file stands in.
         """
+        digest = hashlib.sha256(source_hash(type(self)).encode())
+        digest.update(self.removal_name.encode())
+        if model is not None:
+            digest.update(parameter_hash(model).encode())
+        else:
+            digest.update(self._weights_bytes())
+        return digest.hexdigest()[:12]
+
+    def _weights_bytes(self) -> bytes:
         from xaiboard.tasks.weights import weights_path
 
-        modules = {inspect.getmodule(cls) for cls in type(self).__mro__ if cls.__module__ not in ("builtins", "abc")}
-        digest = hashlib.sha256()
-        for module in sorted(modules, key=lambda m: m.__name__):  # the task's own module and its bases'
-            digest.update(inspect.getsource(module).encode())
-        digest.update(self.removal_name.encode())
         weights = weights_path(self.weights_stem) if getattr(self, "weights_stem", None) else None
-        if weights is not None and weights.exists():
-            digest.update(weights.read_bytes())
-        return digest.hexdigest()[:12]
+        return weights.read_bytes() if weights is not None and weights.exists() else b""
 
     def __repr__(self) -> str:
         return f"<Task {self.name}@{self.version}>"

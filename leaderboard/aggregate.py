@@ -1,7 +1,9 @@
-"""From result records to the tables the leaderboard shows: rankings, family ranks, cost.
+"""From a board (checked records and cards) to the tables the leaderboard shows: rankings,
+family ranks, cost.
 
-Pure pandas functions over lists of ``ResultRecord`` so that the ranking rules are unit-tested
-without Streamlit.
+Pure pandas functions over a ``Board`` so that the ranking rules are unit-tested without
+Streamlit. Which methods are controls, and which one is the random reference, come from the
+method cards (``Board.controls``, ``Board.reference``), never from a method's code.
 
 **Rank groups.** On one (task, metric), a method's rank is 1 + the number of methods whose
 confidence interval lies *entirely* on the better side of its own (for a "higher is better"
@@ -14,47 +16,49 @@ at the price of more ties. Ties are not transitive (A ties B, B ties C, A beats 
 why ranks are counted per method rather than by sorting into clusters.
 
 A method whose run failed on a metric (an error record) is ranked after every method with a
-result, so crashing never improves a mean rank.
+result, so crashing never improves a mean rank. A not-applicable record (the metric cannot be
+computed for this method, e.g. it would re-run precomputed explanations) is not ranked at all
+and does not enter the family ranks: the method is averaged over the metrics that apply.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-import xaiboard.methods  # noqa: F401  (registers the built-ins, whose classes say which are controls)
+from xaiboard.benchmark.card import MethodCard
 from xaiboard.benchmark.record import ResultRecord
-from xaiboard.benchmark.registry import METHODS
 from xaiboard.benchmark.stats import paired_permutation_pvalue
+from xaiboard.leaderboard.board import Board, load_board
 
 Bound = float | np.ndarray | pd.Series
 
 FAMILIES = ("faithfulness", "robustness", "user_proxy", "sanity", "cost")
-RANDOM = "random"
 COST_FIELDS = ("forward_passes", "backward_passes", "seconds", "peak_memory_mb")
-_RESULT_COLUMNS = ["method", "status", "mean", "ci_low", "ci_high", "n", "is_control", "error"]
+_RESULT_COLUMNS = ["method", "status", "mean", "ci_low", "ci_high", "n", "is_control", "error", "reason"]
 TABLE_COLUMNS = [
-    "rank", "method", "mean", "ci_low", "ci_high", "n", "is_control", "beats_random", "p_vs_random", "status", "error",
-]
+    "rank", "method", "mean", "ci_low", "ci_high", "n", "is_control", "beats_random", "p_vs_random", "status",
+    "error", "reason",
+]  # fmt: skip
+CARD_COLUMNS = ["method", "kind", "control", "description", "authors", "paper", "url", "licence"]
 PROVENANCE_COLUMNS = ["method", "method_hash", "task_version", "seed", "n_samples", "removal", "device", "versions"]
 
 
-def is_control(method: str) -> bool:
-    """Whether ``method`` is a control row; submitted methods unknown to the registry are not."""
-    return method in METHODS and bool(getattr(METHODS.factory(method), "control", False))
+def task_names(board: Board) -> list[str]:
+    return sorted({r.task for r in board.records})
 
 
-def task_names(records: Sequence[ResultRecord]) -> list[str]:
-    return sorted({r.task for r in records})
+def _task_records(board: Board, task: str) -> list[ResultRecord]:
+    return [r for r in board.records if r.task == task]
 
 
-def metrics_by_family(records: Sequence[ResultRecord], task: str) -> dict[str, list[str]]:
+def metrics_by_family(board: Board, task: str) -> dict[str, list[str]]:
     """The metrics with records on ``task``, grouped by family in ``FAMILIES`` order."""
     order = {family: i for i, family in enumerate(FAMILIES)}
     found = sorted(
-        {(r.family, r.metric) for r in records if r.task == task},
+        {(r.family, r.metric) for r in _task_records(board, task)},
         key=lambda pair: (order.get(pair[0], len(order)), pair),
     )
     grouped: dict[str, list[str]] = {}
@@ -63,16 +67,21 @@ def metrics_by_family(records: Sequence[ResultRecord], task: str) -> dict[str, l
     return grouped
 
 
-def direction_of(records: Sequence[ResultRecord], task: str, metric: str) -> str:
+def _metric_records(board: Board, task: str, metric: str) -> list[ResultRecord]:
+    return [r for r in board.records if r.task == task and r.metric == metric]
+
+
+def direction_of(board: Board, task: str, metric: str) -> str:
     """The metric's direction ("higher" or "lower" is better), as recorded in its results."""
-    directions = {r.direction for r in records if r.task == task and r.metric == metric}
-    if len(directions) != 1 or not directions <= {"higher", "lower"}:
+    directions = {r.direction for r in _metric_records(board, task, metric)}
+    if len(directions) != 1:
         raise ValueError(f"{task}/{metric}: records disagree on or lack a direction: {sorted(directions)}")
     return directions.pop()
 
 
-def _results(records: Sequence[ResultRecord], task: str, metric: str) -> pd.DataFrame:
-    """One row per method on (task, metric): summary and status, NaN summary for errors."""
+def _results(board: Board, task: str, metric: str) -> pd.DataFrame:
+    """One row per method on (task, metric): summary and status, NaN summary without a result."""
+    controls = board.controls
     rows = [
         {
             "method": r.method,
@@ -81,11 +90,11 @@ def _results(records: Sequence[ResultRecord], task: str, metric: str) -> pd.Data
             "ci_low": r.summary.ci_low if r.summary else np.nan,
             "ci_high": r.summary.ci_high if r.summary else np.nan,
             "n": r.summary.n if r.summary else 0,
-            "is_control": is_control(r.method),
+            "is_control": r.method in controls,
             "error": r.error,
+            "reason": r.reason,
         }
-        for r in records
-        if r.task == task and r.metric == metric
+        for r in _metric_records(board, task, metric)
     ]
     return pd.DataFrame(rows, columns=_RESULT_COLUMNS)
 
@@ -95,38 +104,40 @@ def _better(low_a: Bound, high_a: Bound, low_b: Bound, high_b: Bound, direction:
     return low_a > high_b if direction == "higher" else high_a < low_b
 
 
-def _beats_random(frame: pd.DataFrame, direction: str) -> pd.Series:
+def _beats_random(frame: pd.DataFrame, direction: str, reference: str | None) -> pd.Series:
     ok = frame[frame["status"] == "ok"].set_index("method")
-    if RANDOM not in ok.index:
+    if reference not in ok.index:
         return pd.Series(dtype=bool, name="beats_random")
-    reference = ok.loc[RANDOM]
-    others = ok.drop(index=RANDOM)
-    flags = _better(others["ci_low"], others["ci_high"], reference["ci_low"], reference["ci_high"], direction)
+    others = ok.drop(index=reference)
+    low, high = ok.loc[reference, "ci_low"], ok.loc[reference, "ci_high"]
+    flags = _better(others["ci_low"], others["ci_high"], low, high, direction)
     return flags.astype(bool).rename("beats_random")
 
 
-def beats_random(records: Sequence[ResultRecord], task: str, metric: str) -> pd.Series:
-    """Per method with a result, whether its CI lies entirely on the better side of ``random``'s.
+def beats_random(board: Board, task: str, metric: str) -> pd.Series:
+    """Per method with a result, whether its CI lies entirely on the better side of the reference's.
 
-    A method flagged False is indistinguishable from (or worse than) the random explainer on
-    this metric and is shown as such. Empty when ``random`` has no result here.
+    The reference is the random control (``board.reference``). A method flagged False is
+    indistinguishable from (or worse than) the random explainer on this metric and is shown as
+    such. Empty when there is no reference or it has no result here.
     """
-    frame = _results(records, task, metric)
+    frame = _results(board, task, metric)
     if frame.empty:
         return pd.Series(dtype=bool, name="beats_random")
-    return _beats_random(frame, direction_of(records, task, metric))
+    return _beats_random(frame, direction_of(board, task, metric), board.reference)
 
 
-def p_vs_random(records: Sequence[ResultRecord], task: str, metric: str) -> pd.Series:
-    """Per method, the paired permutation test's p-value that it beats ``random`` (one-sided).
+def p_vs_random(board: Board, task: str, metric: str) -> pd.Series:
+    """Per method, the paired permutation test's p-value that it beats the random reference (one-sided).
 
     Complements ``beats_random``: the CI rule compares two marginal intervals, the test uses
     that both were scored on the same samples, so it detects smaller, consistent differences.
     Only pairs of ok records over the same samples (same task version, seed and sample count)
-    with at least two finite score pairs are tested (others get no p-value); the p-values are not corrected for the number of methods compared.
+    with at least two finite score pairs are tested (others get no p-value); the p-values are
+    not corrected for the number of methods compared.
     """
-    ok = {r.method: r for r in records if r.task == task and r.metric == metric and r.status == "ok"}
-    reference = ok.pop(RANDOM, None)
+    ok = {r.method: r for r in _metric_records(board, task, metric) if r.status == "ok"}
+    reference = ok.pop(board.reference, None)
     if reference is None:
         return pd.Series(dtype=float, name="p_vs_random")
     values = {
@@ -147,69 +158,103 @@ def _comparable(record: ResultRecord, reference: ResultRecord) -> bool:
     return int(both.sum()) >= 2
 
 
-def leaderboard_table(records: Sequence[ResultRecord], task: str, metric: str) -> pd.DataFrame:
-    """The ranked table for one (task, metric), best first, error rows last.
-
-    Columns: ``TABLE_COLUMNS``; ``rank`` is the rank group (see the module docstring),
-    ``beats_random`` is <NA> for ``random`` itself, for errors and when there is no random row.
-    """
-    frame = _results(records, task, metric)
-    if frame.empty:
-        return pd.DataFrame(columns=TABLE_COLUMNS)
-    direction = direction_of(records, task, metric)
+def _rank_groups(frame: pd.DataFrame, direction: str) -> pd.Series:
+    """Rank groups of the ok rows; errors after all of them; not-applicable rows unranked (<NA>)."""
     ok = (frame["status"] == "ok").to_numpy()
     low, high = frame["ci_low"].to_numpy()[ok], frame["ci_high"].to_numpy()[ok]
     better = _better(low[None, :], high[None, :], low[:, None], high[:, None], direction)
-    rank = np.full(len(frame), ok.sum() + 1)
+    rank = pd.Series(pd.NA, index=frame.index, dtype="Int64")
     rank[ok] = 1 + better.sum(axis=1)
-    frame["rank"] = rank
-    frame["beats_random"] = frame["method"].map(_beats_random(frame, direction)).astype("boolean")
-    frame["p_vs_random"] = frame["method"].map(p_vs_random(records, task, metric))
+    rank[(frame["status"] == "error").to_numpy()] = ok.sum() + 1
+    return rank
+
+
+def leaderboard_table(board: Board, task: str, metric: str) -> pd.DataFrame:
+    """The ranked table for one (task, metric), best first, then errors, then not-applicable rows.
+
+    Columns: ``TABLE_COLUMNS``; ``rank`` is the rank group (see the module docstring), <NA>
+    for not-applicable rows; ``beats_random`` is <NA> for the reference itself, for rows
+    without a result and when there is no reference.
+    """
+    frame = _results(board, task, metric)
+    if frame.empty:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    direction = direction_of(board, task, metric)
+    frame["rank"] = _rank_groups(frame, direction)
+    frame["beats_random"] = frame["method"].map(_beats_random(frame, direction, board.reference)).astype("boolean")
+    frame["p_vs_random"] = frame["method"].map(p_vs_random(board, task, metric))
     best_first = -frame["mean"] if direction == "higher" else frame["mean"]
-    order = np.lexsort((frame["method"].to_numpy(), best_first.to_numpy(), rank))
+    unranked = frame["rank"].isna().to_numpy()
+    rank = frame["rank"].fillna(0).to_numpy()
+    order = np.lexsort((frame["method"].to_numpy(), best_first.to_numpy(), rank, unranked))
     return frame.iloc[order][TABLE_COLUMNS].reset_index(drop=True)
 
 
-def family_ranks(records: Sequence[ResultRecord], task: str) -> pd.DataFrame:
+def family_ranks(board: Board, task: str) -> pd.DataFrame:
     """The headline: per family, each method's mean rank group over that family's metrics.
 
     One column per family present (in ``FAMILIES`` order), one row per method, best first by
-    the first family. A method without a record on some metric is averaged over the metrics it
-    has; an error record counts as ranked last.
+    the first family. A method is averaged over the metrics it has a ranked record on (a
+    missing or not-applicable record is left out); an error record counts as ranked last.
     """
+    families = metrics_by_family(board, task)
     tables = [
-        leaderboard_table(records, task, metric).assign(family=family)
-        for family, metrics in metrics_by_family(records, task).items()
+        leaderboard_table(board, task, metric).assign(family=family)
+        for family, metrics in families.items()
         for metric in metrics
     ]
     if not tables:
         return pd.DataFrame(columns=["method", "is_control"])
-    ranks = pd.concat(tables).pivot_table(index="method", columns="family", values="rank", aggfunc="mean")
-    families = [f for f in metrics_by_family(records, task) if f in ranks.columns]
-    ranks = ranks[families].sort_values(families).reset_index()
-    ranks.insert(1, "is_control", ranks["method"].map(is_control))
+    ranked = pd.concat(tables).astype({"rank": float})
+    ranks = ranked.pivot_table(index="method", columns="family", values="rank", aggfunc="mean", dropna=False)
+    ranks = ranks.reindex(columns=[f for f in families if f in ranks.columns])
+    ranks = ranks.sort_values(list(ranks.columns)).reset_index()
+    ranks.insert(1, "is_control", ranks["method"].isin(board.controls))
     ranks.columns.name = None
     return ranks
 
 
-def cost_table(records: Sequence[ResultRecord], task: str) -> pd.DataFrame:
+def standings(root: Path | str, method: str) -> pd.DataFrame:
+    """Where ``method`` stands on every task it has records on: each method's mean rank group
+    per family (``family_ranks``), one block per task, for ``xaiboard submit``'s printout.
+
+    Columns: ``task``, ``method``, ``is_control``, then one per family present on any of those
+    tasks (NaN where a task lacks the family). ``method``'s own rows:
+    ``frame[frame["method"] == method]``.
+    """
+    board = load_board(root)
+    tasks = sorted({r.task for r in board.records if r.method == method})
+    blocks = [family_ranks(board, task).assign(task=task) for task in tasks]
+    if not blocks:
+        return pd.DataFrame(columns=["task", "method", "is_control"])
+    frame = pd.concat(blocks, ignore_index=True)
+    families = [f for f in FAMILIES if f in frame.columns]
+    return frame[["task", "method", "is_control", *families]]
+
+
+def cost_table(board: Board, task: str) -> pd.DataFrame:
     """Per method, the cost of one explanation on ``task``: model passes, seconds, peak memory.
 
     Every record of a (task, method) carries the cost of the same cached explanation, so the
     first result (by metric name) stands for the method.
     """
     costs: dict[str, dict] = {}
-    for r in sorted(records, key=lambda r: r.metric):
-        if r.task == task and r.status == "ok":
-            costs.setdefault(r.method, {name: r.cost.get(name) for name in COST_FIELDS})
+    for r in sorted(_task_records(board, task), key=lambda r: r.metric):
+        if r.status == "ok":
+            costs.setdefault(r.method, {name: _number(r.cost.get(name)) for name in COST_FIELDS})
     frame = pd.DataFrame.from_dict(costs, orient="index", columns=list(COST_FIELDS)).astype(float)
     frame.insert(0, "passes", frame["forward_passes"] + frame["backward_passes"])
     frame = frame.rename_axis("method").reset_index()
-    frame.insert(1, "is_control", frame["method"].map(is_control).astype(bool))
+    frame.insert(1, "is_control", frame["method"].isin(board.controls))
     return frame.sort_values(["passes", "seconds", "method"]).reset_index(drop=True)
 
 
-def provenance_table(records: Sequence[ResultRecord], task: str) -> pd.DataFrame:
+def _number(value: object) -> float:
+    """A cost field as a float; NaN when absent or not a number (the schema leaves ``cost`` free-form)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
+
+
+def provenance_table(board: Board, task: str) -> pd.DataFrame:
     """What produced the numbers on ``task``: one row per distinct (method, hash, seed, n, ...)."""
     rows = [
         {
@@ -222,8 +267,22 @@ def provenance_table(records: Sequence[ResultRecord], task: str) -> pd.DataFrame
             "device": r.device,
             "versions": ", ".join(f"{name} {version}" for name, version in sorted(r.versions.items())),
         }
-        for r in records
-        if r.task == task
+        for r in _task_records(board, task)
     ]
     frame = pd.DataFrame(rows, columns=PROVENANCE_COLUMNS).drop_duplicates()
     return frame.sort_values("method").reset_index(drop=True)
+
+
+def cards_table(board: Board, task: str) -> pd.DataFrame:
+    """The cards of the methods with records on ``task``, as plain-text cells."""
+    methods = sorted({r.method for r in _task_records(board, task)})
+    return pd.DataFrame([_card_row(method, board.cards.get(method)) for method in methods], columns=CARD_COLUMNS)
+
+
+def _card_row(method: str, card: MethodCard | None) -> dict[str, str]:
+    """One method's card fields; a method without a card says so in ``kind``."""
+    if card is None:
+        return {**dict.fromkeys(CARD_COLUMNS, ""), "method": method, "kind": "no card"}
+    control = card.control_kind or ("yes" if card.control else "")
+    text = {name: getattr(card, name) for name in ("kind", "description", "authors", "paper", "url", "licence")}
+    return {"method": method, "control": control, **text}

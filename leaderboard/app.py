@@ -1,22 +1,31 @@
 """The xaiboard leaderboard: ``streamlit run leaderboard/app.py`` (or ``xaiboard leaderboard``).
 
-Reads every result record under ``XAIBOARD_SUBMISSIONS`` (default: the repository's
-``submissions/``) and shows, per task, the per-family mean ranks, then per metric a ranked
-table with 95% bootstrap CIs, rank groups, control rows and the "beats random" check.
+Reads the board (checked records and method cards, ``board.load_board``) under
+``XAIBOARD_SUBMISSIONS`` (default: the repository's ``submissions/``) and shows, per task, the
+per-family mean ranks, then per metric a ranked table with 95% bootstrap CIs, rank groups,
+control rows and the comparison with the random control, the methods' cards, cost and
+provenance.
+
+Submitted text is plain text (see ``plain.py``): card fields, error messages, reasons and
+problem lines are only ever shown with ``st.text``, ``st.code`` or in dataframe cells, never in
+Markdown; names appear in headings only escaped. The page never shows a traceback: each part
+that reads submitted data runs in ``guarded``, which replaces a failure by one line.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-import xaiboard.benchmark.metrics  # noqa: F401  (registers the built-in metrics, for their definitions)
 from xaiboard.benchmark.paths import submissions_dir
-from xaiboard.benchmark.record import ResultRecord
 from xaiboard.benchmark.registry import METRICS
-from xaiboard.benchmark.store import ResultStore
 from xaiboard.leaderboard import aggregate
+from xaiboard.leaderboard.board import Board, load_board
+from xaiboard.leaderboard.plain import escape_markdown
 
 INTRO = """
 Each table ranks explanation methods on one task and one metric, by the mean per-sample score
@@ -28,14 +37,30 @@ The headline is each method's mean rank within each metric family, never one ble
 """
 
 
-@st.cache_data(ttl=60, show_spinner=False)
-def load(root: str) -> tuple[list[ResultRecord], list[str]]:
-    """Every readable record under ``root``, and one line per file that could not be read.
+STATUS_LABELS = {"ok": "ok", "error": "error", "not-applicable": "not applicable"}
 
-    Cached for a minute so that switching task or tab does not re-read every result file.
-    """
-    records, errors = ResultStore(root).records()
-    return records, [str(error) for error in errors]
+
+@st.cache_data(ttl=60, show_spinner=False)
+def load(root: str) -> Board:
+    """The board over ``root``; cached for a minute so that switching task or tab does not
+    re-read every result file."""
+    return load_board(root)
+
+
+@contextmanager
+def guarded(what: str) -> Iterator[None]:
+    """Run one part of the page; if submitted data breaks it, show one plain line instead of a
+    traceback and go on with the rest of the page."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001  (any record may be malformed in a way no check foresaw)
+        st.error("This part of the page could not be shown:")
+        plain_lines([f"{what}: {type(exc).__name__}: {exc}"])
+
+
+def plain_lines(lines: list[str]) -> None:
+    """Submitted text as plain text, one item per line (an item's own line breaks become spaces)."""
+    st.code("\n".join(" ".join(line.splitlines()) for line in lines), language=None, wrap_lines=True)
 
 
 def metric_definition(name: str) -> str:
@@ -60,9 +85,11 @@ def _p_value(p: float) -> str:
     return "" if pd.isna(p) else f"{p:.2g}"
 
 
-def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The ranked table as shown: CI as ``[lo, hi]``, controls and the random check in words."""
-    return pd.DataFrame(
+def display_table(table: pd.DataFrame, with_reference: bool) -> pd.DataFrame:
+    """The ranked table as shown: CI as ``[lo, hi]``, controls, the random check and statuses in
+    words, the error or not-applicable reason as a note. Without a random reference there is no
+    comparison, so its columns are left out."""
+    shown = pd.DataFrame(
         {
             "rank": table["rank"],
             "method": table["method"],
@@ -72,14 +99,16 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
             "n": table["n"],
             "vs random": table["beats_random"].map(_versus_random),
             "p (paired, vs random)": table["p_vs_random"].map(_p_value),
-            "status": table["status"],
+            "status": table["status"].map(STATUS_LABELS),
+            "note": table["error"].fillna(table["reason"]).fillna(""),
         }
     )
+    return shown if with_reference else shown.drop(columns=["vs random", "p (paired, vs random)"])
 
 
 def ci_chart(table: pd.DataFrame) -> alt.Chart:
     """Means as points with their 95% CI as horizontal rules, methods in rank order."""
-    ok = table[table["status"] == "ok"]
+    ok = table.loc[table["status"] == "ok", ["method", "mean", "ci_low", "ci_high", "is_control"]]
     base = alt.Chart(ok).encode(y=alt.Y("method:N", sort=list(ok["method"]), title=None))
     interval = base.mark_rule().encode(x=alt.X("ci_low:Q", title="mean and 95% CI"), x2="ci_high:Q")
     points = base.mark_point(filled=True, size=60).encode(
@@ -90,13 +119,13 @@ def ci_chart(table: pd.DataFrame) -> alt.Chart:
     return (interval + points).properties(height=28 * len(ok) + 20)
 
 
-def show_metric(records: list[ResultRecord], task: str, metric: str) -> None:
-    table = aggregate.leaderboard_table(records, task, metric)
-    direction = aggregate.direction_of(records, task, metric)
-    st.subheader(metric)
+def show_metric(board: Board, task: str, metric: str) -> None:
+    table = aggregate.leaderboard_table(board, task, metric)
+    direction = aggregate.direction_of(board, task, metric)
+    st.subheader(escape_markdown(metric))
     st.caption(f"**{direction} is better.** {metric_definition(metric)}")
     st.dataframe(
-        display_table(table),
+        display_table(table, with_reference=board.reference is not None),
         hide_index=True,
         column_config={
             "control": st.column_config.CheckboxColumn(help="control row: random or model-independent"),
@@ -105,43 +134,65 @@ def show_metric(records: list[ResultRecord], task: str, metric: str) -> None:
     )
     if (table["status"] == "ok").any():
         st.altair_chart(ci_chart(table), width="stretch")
-    for method, message in table.loc[table["status"] == "error", ["method", "error"]].itertuples(index=False):
-        st.error(f"{method}: {message}")
+    failed = table[table["status"] == "error"]
+    if not failed.empty:
+        st.error(f"{len(failed)} method(s) failed on this metric; they count as ranked last:")
+        plain_lines([f"{method}: {error}" for method, error in zip(failed["method"], failed["error"])])
 
 
-def show_task(records: list[ResultRecord], task: str) -> None:
-    families = aggregate.metrics_by_family(records, task)
-    st.header(f"Mean rank per family: {task}")
+def show_task(board: Board, task: str) -> None:
+    families = aggregate.metrics_by_family(board, task)
+    st.header(f"Mean rank per family: {escape_markdown(task)}")
     st.caption(
         "Each cell is the method's rank group averaged over the family's metrics ("
-        + "; ".join(f"{family}: {', '.join(metrics)}" for family, metrics in families.items())
-        + "). Lower is better; errors count as ranked last."
+        + "; ".join(f"{family}: {', '.join(map(escape_markdown, metrics))}" for family, metrics in families.items())
+        + "). Lower is better; errors count as ranked last; not-applicable metrics are left out."
     )
-    st.dataframe(aggregate.family_ranks(records, task), hide_index=True)
+    with guarded(f"{task}: family ranks"):
+        st.dataframe(aggregate.family_ranks(board, task), hide_index=True)
+    with st.expander("Methods on this task"):
+        with guarded(f"{task}: method cards"):
+            st.dataframe(aggregate.cards_table(board, task), hide_index=True)
     for tab, (family, metrics) in zip(st.tabs(list(families)), families.items()):
         with tab:
             for metric in metrics:
-                show_metric(records, task, metric)
+                with guarded(f"{task}/{metric}"):
+                    show_metric(board, task, metric)
     st.header("Cost per explanation")
-    st.dataframe(aggregate.cost_table(records, task), hide_index=True)
+    with guarded(f"{task}: cost"):
+        st.dataframe(aggregate.cost_table(board, task), hide_index=True)
     with st.expander("Provenance"):
-        st.dataframe(aggregate.provenance_table(records, task), hide_index=True)
+        with guarded(f"{task}: provenance"):
+            st.dataframe(aggregate.provenance_table(board, task), hide_index=True)
+
+
+def show_problems(problems: tuple[str, ...]) -> None:
+    """One plain line per result file or card that is not shown, and why."""
+    if problems:
+        label = f"{len(problems)} result file(s) or card(s) could not be read or are not shown"
+        with st.expander(label, expanded=True):
+            plain_lines(list(problems))
+
+
+def show_board(root: str) -> None:
+    board = load(root)
+    show_problems(board.problems)
+    if not board.records:
+        st.info("No results found under the results folder below. Run `xaiboard run` to produce some.")
+        st.code(root, language=None)
+        return
+    task = st.sidebar.selectbox("Task", aggregate.task_names(board), key="task")
+    with guarded(task):
+        show_task(board, task)
 
 
 def main() -> None:
     st.set_page_config(page_title="xaiboard", layout="wide")
     st.title("xaiboard: a leaderboard for explanation methods")
     st.markdown(INTRO)
-    root = submissions_dir()
-    records, errors = load(str(root))
-    if errors:
-        with st.expander(f"{len(errors)} result file(s) could not be read", expanded=True):
-            st.markdown("\n".join(f"- `{line}`" for line in errors))
-    if not records:
-        st.info(f"No results found under `{root}`. Run `xaiboard run` to produce some.")
-        return
-    task = st.sidebar.selectbox("Task", aggregate.task_names(records), key="task")
-    show_task(records, task)
+    root = str(submissions_dir())
+    with guarded(root):
+        show_board(root)
 
 
 main()

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from xaiboard.benchmark.task import Modality, Task
+from xaiboard.benchmark.task import Batch, Modality, Task
 
 
 class Explainer(ABC):
@@ -32,6 +32,14 @@ class Explainer(ABC):
     #: a control row on the leaderboard (random, model-independent), not a real method
     control: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    #: what a control is a control for (``random`` is the reference every method is tested against)
+    control_kind: ClassVar[str] = ""
+    #: shown on the method's card
+    paper: ClassVar[str] = ""
+    authors: ClassVar[str] = ""
+    #: whether the method can explain new inputs; when False (precomputed explanations), metrics
+    #: that re-run the method (robustness, sanity) are not applicable
+    rerunnable: ClassVar[bool] = True
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -39,6 +47,18 @@ class Explainer(ABC):
     @abstractmethod
     def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
         """Attributions shaped like ``task.valid_features(inputs)`` for ``targets`` ``[B]``."""
+
+    def explain_batch(self, model: nn.Module, batch: Batch, task: Task) -> Tensor:
+        """Attributions for a whole evaluation batch (``batch.targets``), shaped like ``batch.valid``.
+
+        The runner explains evaluation batches through this rather than ``explain``, so that an
+        explainer can use the sample ids (precomputed explanations are looked up by id);
+        re-runs on perturbed inputs or randomised models go through ``explain``.
+        """
+        return self.explain(model, batch.inputs, batch.targets, task)
+
+    def close(self) -> None:
+        """Release what the method holds (a sandboxed method's worker process); nothing by default."""
 
     def supports(self, task: Task) -> bool:
         return task.modality in self.modalities

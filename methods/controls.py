@@ -28,6 +28,7 @@ class RandomExplainer(Explainer):
 
     name = "random"
     control = True
+    control_kind = "random"
     description = "Control: uniform random scores, seeded"
 
     def __init__(self, seed: int = 0) -> None:
@@ -46,6 +47,7 @@ class InputMagnitudeExplainer(Explainer):
 
     name = "input_magnitude"
     control = True
+    control_kind = "model-independent"
     description = "Control: input magnitude per feature, model-independent"
 
     def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:

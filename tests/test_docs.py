@@ -12,6 +12,6 @@ def test_metrics_doc_table_is_current():
     table = text.split("<!-- metrics-table:start -->\n")[1].split("<!-- metrics-table:end -->")[0]
     # a fresh process: other tests register test-only metrics in this one
     command = [sys.executable, "-m", "xaiboard.benchmark.cli", "list", "metrics", "--format", "markdown"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert table.strip() == result.stdout.strip()

@@ -61,7 +61,10 @@ def test_explanation_covering_everything(toy):
     assert scores(ctx, "fidelity_minus", top_k_share=1.0).tolist() == [0.0] * len(batch)
     torch.testing.assert_close(scores(ctx, "fidelity_plus", top_k_share=1.0), correct - (batch.targets == 0).float())
     robust_minus = scores(ctx, "robust_fidelity_minus", top_k_share=1.0, alpha2=0.0)
-    torch.testing.assert_close(robust_minus, torch.zeros(len(batch)), atol=1e-7, rtol=0)
+    # the same float32 probabilities (ulp 6e-8 near 1) computed in batches of different sizes,
+    # whose matmuls may sum in another order: a few ulps apart (1.8e-7 seen on one CPU); 1e-5
+    # is far above that and far below a real effect (one sample flipping moves a score by ~1)
+    torch.testing.assert_close(robust_minus, torch.zeros(len(batch)), atol=1e-5, rtol=0)
 
 
 def test_a_model_that_ignores_its_input_scores_zero_everywhere(toy):

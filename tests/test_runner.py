@@ -294,14 +294,14 @@ def test_killed_run_resumes_without_recomputing(tmp_path):
     script.write_text(textwrap.dedent(KILLED_RUN))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     command = [sys.executable, str(script), str(tmp_path)]
-    crashed = subprocess.run(command, env={**env, "CRASH": "1"}, capture_output=True, text=True, timeout=120)
+    crashed = subprocess.run(command, env={**env, "CRASH": "1"}, capture_output=True, text=True)
     assert crashed.returncode == 1, crashed.stderr
     store = ResultStore(tmp_path / "results")
     first = store.path("toy/linear", "first", "mean-attribution")
     assert first.exists() and not store.path("toy/linear", "second", "mean-attribution").exists()
     written = first.stat().st_mtime_ns
 
-    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     calls = (tmp_path / "calls.log").read_text().split("\n")[:-1]
     assert calls == ["explain first", "metric", "explain second", "explain second", "metric"]

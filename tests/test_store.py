@@ -72,7 +72,10 @@ def test_truncated_file_names_the_file(tmp_path):
         (lambda d: d.pop("seed"), "'seed'"),
         (lambda d: d.update(n_samples="3"), "'n_samples'"),
         (lambda d: d["summary"].pop("ci_low"), "'summary.ci_low'"),
-        (lambda d: d["summary"].update(extra=1), "'summary'"),
+        (lambda d: d["summary"].update(extra=1), "'summary.extra'"),
+            (lambda d: d.update(direction="sideways"), "'direction'"),
+            (lambda d: d.update(scores=["0.4", 0.1, 0.6]), "'scores'"),
+            (lambda d: d.update(status="not-applicable"), "'reason'"),
         (lambda d: d.update(status="done"), "'status'"),
     ],
 )

@@ -28,7 +28,6 @@ from torch import Tensor
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
 from ..removal import RemovalEngine
-from .last_batch import LastBatch
 
 #: generator salt of the perturbation masks (its own stream, apart from other metrics' noise)
 INFIDELITY_SALT = 211
@@ -68,25 +67,20 @@ def infidelity_score(predicted: Tensor, actual: Tensor, normalise: bool) -> Tens
     return (predicted - actual).pow(2).mean(dim=1)
 
 
-#: the last batch's perturbations; see ``shared_perturbations``
-_PERTURBATIONS: LastBatch[tuple[Tensor, Tensor]] = LastBatch()
-
-
 def shared_perturbations(ctx: MetricContext, n: int, keep_prob: float) -> tuple[Tensor, Tensor]:
     """Keep-masks ``[B, n, *F]`` and logit drops ``[B, n]`` for ``ctx``'s batch, computed once.
 
     The drops ``f(x) - f(x - I)`` depend on the task, model, batch and seed, never on the
     explanation, so every method on a task (and both variants) can share one set of ``B * n``
-    forwards instead of paying for it per (method, variant): the runner keeps one task's model and
-    batch objects for all its methods (``LastBatch``).
+    forwards instead of paying for it per (method, variant): they go into the context's per-task
+    memo, which the runner shares between the pairs of one task.
     """
 
     def compute() -> tuple[Tensor, Tensor]:
         keep = random_keep_masks(ctx.batch.valid, n, keep_prob, ctx.generator(INFIDELITY_SALT))
         return keep, removal_drops(ctx.engine, ctx.batch.inputs, ctx.batch.targets, keep)
 
-    objects = (ctx.task, ctx.model, ctx.batch.inputs, ctx.batch.targets, ctx.batch.valid)
-    return _PERTURBATIONS.get(objects, (ctx.seed, str(ctx.device), n, keep_prob), compute)
+    return ctx.shared(("infidelity-perturbations", n, keep_prob), compute, per_task=True)
 
 
 class Infidelity(Metric):

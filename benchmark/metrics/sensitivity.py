@@ -20,7 +20,6 @@ from torch import Tensor
 
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
-from .last_batch import LastBatch
 
 
 def masked_frobenius(values: Tensor, valid: Tensor) -> Tensor:
@@ -59,25 +58,18 @@ class Reexplained:
     clean_logits: Tensor
 
 
-#: the last (task, method, batch)'s re-explanations; see ``perturbed_explanations``
-_REEXPLAINED: LastBatch[Reexplained] = LastBatch()
-
-
 def perturbed_explanations(ctx: MetricContext, n_samples: int, radius: float) -> Reexplained:
     """The batch's noisy copies, re-explained, computed once for all robustness metrics.
 
-    The runner gives every metric of a (task, method) pair the same context objects, and a new
-    ``explain`` callable per pair, so the entry (``LastBatch``) is keyed by the identity of the
-    task, model, batch tensors and ``explain`` and by the seed, device, ``n_samples`` and ``radius``. Noise ``i`` comes from
+    The runner gives every metric of a (task, method) pair the same context, so the result
+    lives in that context's memo, keyed by ``n_samples`` and ``radius``. Noise ``i`` comes from
     ``ctx.generator(i)`` and the explainer runs in order ``i = 0..n-1`` before any other work,
     as max-sensitivity always did, so an explainer that draws from the global RNG (SmoothGrad)
     sees the same stream under ``torch.manual_seed`` whichever robustness metric comes first.
     """
     if ctx.explain is None:
         raise ValueError("robustness metrics re-run the explainer, but only precomputed explanations were given")
-    objects = (ctx.task, ctx.model, ctx.batch.inputs, ctx.batch.targets, ctx.batch.valid, ctx.explain)
-    values = (ctx.seed, str(ctx.device), n_samples, radius)
-    return _REEXPLAINED.get(objects, values, lambda: _reexplain(ctx, n_samples, radius))
+    return ctx.shared(("reexplained", n_samples, radius), lambda: _reexplain(ctx, n_samples, radius))
 
 
 def _reexplain(ctx: MetricContext, n_samples: int, radius: float) -> Reexplained:

@@ -1,0 +1,188 @@
+"""The Streamlit app end to end (``AppTest``) over results roots of synthetic files: ranked
+tables, task switching, not-applicable rows, and a root full of bad and hostile files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_leaderboard import CARDS, CONTROL, METRIC, SHAPES, SHAPES_ORDER, card, record, write_root
+
+from xaiboard.benchmark.store import ResultStore
+from xaiboard.leaderboard import aggregate
+
+APP = Path(aggregate.__file__).with_name("app.py")
+LINK = "[link](https://example.com)"
+SCRIPT = "<script>alert(1)</script>"
+#: what would show that submitted text became markup: link syntax, its target, the script
+HOSTILE = ("](", "example.com", "<script", "alert(1)", "onerror")
+#: element types that render their text as plain text (dataframe cells are drawn, not parsed)
+PLAIN = {"text", "code", "dataframe"}
+
+
+def run_app(root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("XAIBOARD_SUBMISSIONS", str(root))
+    return AppTest.from_file(str(APP), default_timeout=60).run()
+
+
+def ranking_tables(at: AppTest) -> list[pd.DataFrame]:
+    return [frame.value for frame in at.dataframe if "95% CI" in frame.value.columns]
+
+
+def card_tables(at: AppTest) -> list[pd.DataFrame]:
+    return [frame.value for frame in at.dataframe if "description" in frame.value.columns]
+
+
+def plain_text(at: AppTest) -> str:
+    """Everything the page shows as plain text: text and code elements, dataframe cells."""
+    cells = [frame.value.astype(str).to_csv() for frame in at.dataframe]
+    return "\n".join([*(t.value for t in at.text), *(c.value for c in at.code), *cells])
+
+
+def marked_up(at: AppTest) -> list[str]:
+    """The serialised element of every node that is not a plain-text element: whatever Markdown
+    body, label, option or help it renders."""
+    nodes = [node for node in at._tree if getattr(node, "type", "") not in PLAIN]
+    return [str(node.proto) for node in nodes if getattr(node, "proto", None) is not None]
+
+
+# text/planted: weak is best here, so switching task must change the order.
+PLANTED = [
+    record("weak", (0.93, 0.97), task="text/planted"),
+    record("good", (0.50, 0.70), task="text/planted"),
+    record("random", (0.45, 0.55), task="text/planted"),
+]
+
+
+def test_app_shows_ranked_tables_and_switches_task(tmp_path, monkeypatch):
+    write_root(tmp_path, SHAPES + PLANTED)
+    bad = tmp_path / "bad" / "results" / "image" / "shapes" / f"{METRIC}.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"task": ')
+    at = run_app(tmp_path, monkeypatch)
+    assert not at.exception
+    assert at.sidebar.selectbox[0].value == "image/shapes"
+    (table,) = ranking_tables(at)
+    assert table["method"].tolist() == SHAPES_ORDER
+    assert table["rank"].tolist() == [1, 1, 2, 3, 3, 6]
+    assert table["95% CI"].tolist()[:3] == ["[0.85, 0.95]", "[0.7, 0.88]", "[0.45, 0.8]"]
+    assert table["control"].tolist() == [m in (CONTROL, "random") for m in SHAPES_ORDER]
+    assert table["vs random"].tolist() == ["beats random", "beats random", "does not beat random",
+                                           "does not beat random", "", ""]  # fmt: skip
+    assert table["status"].tolist()[-1] == "error" and table["note"].tolist()[-1] == "broken exploded"
+    assert [e.value for e in at.error] == ["1 method(s) failed on this metric; they count as ranked last:"]
+    assert "broken: broken exploded" in [c.value for c in at.code]
+    assert any("Share of planted tokens" in c.value and "higher is better" in c.value for c in at.caption)
+    assert any(c.value.startswith(f"{bad}: invalid JSON") for c in at.code)
+
+    at.sidebar.selectbox[0].set_value("text/planted").run()
+    assert not at.exception
+    (table,) = ranking_tables(at)
+    assert table["method"].tolist() == ["weak", "good", "random"]
+    assert table["95% CI"].tolist() == ["[0.93, 0.97]", "[0.5, 0.7]", "[0.45, 0.55]"]
+    assert not at.error
+
+
+def test_app_without_a_random_card_has_no_random_columns(tmp_path, monkeypatch):
+    write_root(tmp_path, SHAPES, {})
+    at = run_app(tmp_path, monkeypatch)
+    assert not at.exception
+    (table,) = ranking_tables(at)
+    assert "vs random" not in table.columns and "p (paired, vs random)" not in table.columns
+    assert not table["control"].any()
+
+
+def test_app_without_results_says_so(tmp_path, monkeypatch):
+    at = run_app(tmp_path, monkeypatch)
+    assert not at.exception
+    assert "No results found" in at.info[0].value
+    assert not at.dataframe
+
+
+def test_a_part_that_fails_is_one_plain_line_and_the_page_goes_on(tmp_path, monkeypatch):
+    """Whatever no check foresaw: the family ranks and the metric table fail, the rest shows."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("unforeseen\nsecond line")
+
+    monkeypatch.setattr(aggregate, "leaderboard_table", broken)
+    write_root(tmp_path, SHAPES)
+    at = run_app(tmp_path, monkeypatch)
+    assert not at.exception
+    assert [e.value for e in at.error] == ["This part of the page could not be shown:"] * 2
+    lines = [c.value for c in at.code]
+    assert lines == ["image/shapes: family ranks: RuntimeError: unforeseen second line",
+                     f"image/shapes/{METRIC}: RuntimeError: unforeseen second line"]  # fmt: skip
+    assert any("passes" in frame.value.columns for frame in at.dataframe)  # the cost table
+
+
+def test_not_applicable_record_renders_with_its_reason(tmp_path, monkeypatch):
+    reason = "needs to re-run the method; explanations were precomputed"
+    spread = [record(m, ci, metric="spread", family="robustness", direction="lower", reason=why)
+              for m, ci, why in [("good", (0.1, 0.2), None), ("random", (0.3, 0.4), None), ("pre", None, reason)]]  # fmt: skip
+    write_root(tmp_path, SHAPES + spread + [record("pre", (0.5, 0.6))], {**CARDS, "pre": card("pre", kind="precomputed")})
+    at = run_app(tmp_path, monkeypatch)
+    assert not at.exception
+    table = next(t for t in ranking_tables(at) if "pre" in t["method"].tolist() and len(t) == 3).set_index("method")
+    assert table.loc["pre", "status"] == "not applicable" and table.loc["pre", "note"] == reason
+    assert pd.isna(table.loc["pre", "rank"]) and table.loc["pre", "vs random"] == ""
+    assert [e.value for e in at.error] == ["1 method(s) failed on this metric; they count as ranked last:"]  # broken only
+    family = next(frame.value for frame in at.dataframe if "robustness" in frame.value.columns).set_index("method")
+    assert pd.isna(family.loc["pre", "robustness"]) and family.loc["good", "robustness"] == 1.0
+    (cards,) = card_tables(at)
+    assert cards.set_index("method").loc["pre", "kind"] == "precomputed"
+
+
+def test_task_page_survives_bad_records(tmp_path, monkeypatch):
+    """Valid records and cards for a few methods (``random`` the random control), plus: a record
+    whose direction is ``sideways``, one with string scores, a folder ``evil/`` whose record
+    claims to be ``saliency``'s, a folder named like an HTML element, a card whose name is link
+    syntax, and a method whose card description and error message carry a link and a script.
+    The page renders, lists each bad file exactly once, shows the hostile text as plain text,
+    and renders no link or HTML from it."""
+    hostile = f"{LINK} {SCRIPT}"
+    valid = [record("saliency", (0.85, 0.95)), record("random", (0.40, 0.60)), record(CONTROL, (0.42, 0.62)),
+             record("edgy", None), record("sideways", (0.5, 0.6)), record("strings", (0.5, 0.6))]  # fmt: skip
+    cards = {**CARDS, "saliency": card("saliency", description="Gradient magnitude."),
+             "edgy": card("edgy", description=hostile, authors=SCRIPT, paper=LINK, url="javascript:alert(1)")}  # fmt: skip
+    write_root(tmp_path, [replace(valid[3], error=hostile), *valid[:3], *valid[4:]], cards)
+    store = ResultStore(tmp_path)
+    sideways, strings = store.path("image/shapes", "sideways", METRIC), store.path("image/shapes", "strings", METRIC)
+    _edit(sideways, direction="sideways")
+    _edit(strings, scores=["0.5", "0.6"])
+    evil = store.path("image/shapes", "evil", METRIC)
+    evil.parent.mkdir(parents=True)
+    evil.write_text(store.path("image/shapes", "saliency", METRIC).read_text().replace("0.9", "1.0"))
+    html_folder = "<img src=x onerror=alert(1)>"
+    store.write(record(html_folder, (0.99, 1.0)))
+    html_record = store.path("image/shapes", html_folder, METRIC)
+    bad_card = tmp_path / "linked" / "method.json"
+    bad_card.parent.mkdir()
+    bad_card.write_text(json.dumps({"name": LINK, "description": SCRIPT}))
+
+    at = run_app(tmp_path, monkeypatch)
+    assert not at.exception
+
+    (problems,) = [c.value for c in at.code if str(tmp_path) in c.value]
+    lines = problems.splitlines()
+    for path in (sideways, strings, evil, html_record, bad_card):
+        assert sum(line.startswith(f"{path}: ") for line in lines) == 1, path
+    assert len(lines) == 5
+
+    (table,) = ranking_tables(at)
+    assert table["method"].tolist() == ["saliency", CONTROL, "random", "edgy"]  # one saliency row, its own
+    assert table.set_index("method").loc["saliency", "mean"] == pytest.approx(0.90)
+    assert table.set_index("method").loc["edgy", "note"] == hostile
+
+    for element in marked_up(at):
+        assert not any(marker in element for marker in HOSTILE), element
+    shown = plain_text(at)
+    assert f"edgy: {hostile}" in shown and hostile in card_tables(at)[0].set_index("method").loc["edgy", "description"]
+
+
+def _edit(path: Path, **fields: object) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
