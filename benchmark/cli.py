@@ -155,7 +155,7 @@ def submit_command(source: str | None, name: str, precomputed: Path | None, suit
                    metrics: str | None, n: int, seed: int, device: str, results_dir: Path | None, overwrite: bool,
                    card_file: Path | None, time_budget: float, memory_mb: int, unsafe_no_sandbox: bool, quiet: bool,
                    plugins: Sequence[Path], **card_fields: str | None) -> None:
-    from .submit import SubmissionRejected
+    from .submit import SubmissionRejected, check_name
 
     _load_registries(plugins)
     if (source is None) == (precomputed is None):
@@ -163,6 +163,7 @@ def submit_command(source: str | None, name: str, precomputed: Path | None, suit
     root = writable_results_dir(results_dir or paths.submissions_dir())
     _log_to_console(quiet)
     try:
+        check_name(name, root, METHODS.names(), overwrite)
         records = _submit(source, name, precomputed, tasks, suite, metrics, n, seed, _device(device), root, overwrite,
                           _card(card_file, name, card_fields), SandboxPolicy(time_budget, memory_mb, unsafe_no_sandbox),
                           plugins, quiet)
@@ -177,9 +178,8 @@ def _submit(source, name, precomputed, tasks, suite, metrics, n, seed, device, r
     """The submit pipeline (``benchmark/submit.py``); every refusal is a ``SubmissionRejected``."""
     from .precomputed import PrecomputedError, PrecomputedExplainer, precomputed_setting
     from .sandbox import SandboxedExplainer, SubmissionError
-    from .submit import SubmissionRejected, check_name, run_and_publish, smoke_check, submission_card
+    from .submit import SubmissionRejected, run_and_publish, smoke_check, submission_card
 
-    check_name(name, root, METHODS.names(), overwrite)
     try:
         if precomputed is not None:
             explainer, kind = PrecomputedExplainer(precomputed, name), "precomputed"

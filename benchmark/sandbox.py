@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -285,6 +285,23 @@ def _dump(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
+@contextlib.contextmanager
+def _hooks_detached(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` with its hooks set aside while it is pickled: the parent's pass counter and
+    Captum's hooks are closures that neither pickle nor mean anything in the worker, which
+    counts its own passes."""
+    names = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+             "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
+    saved = [(module, name, getattr(module, name)) for module in model.modules() for name in names if hasattr(module, name)]
+    for module, name, value in saved:
+        setattr(module, name, type(value)())
+    try:
+        yield model
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+
+
 def _model_signature(model: nn.Module) -> tuple[tuple[int, int], ...]:
     """Where each parameter lives and its in-place version: randomising a layer changes it."""
     return tuple((p.data_ptr(), p._version) for p in model.parameters())
@@ -378,7 +395,8 @@ class SandboxedExplainer(Explainer):
             self._start()
         signature = _model_signature(model)
         same = self._model_ref is not None and self._model_ref() is model and self._model_signature == signature
-        model_bytes = b"" if same else _dump(model)
+        with _hooks_detached(model):
+            model_bytes = b"" if same else _dump(model)
         header = {"op": "explain", "task": task.name, "seed": seed, "model_bytes": len(model_bytes)}
         body = model_bytes + _dump((inputs, targets))
         budget = self.policy.time_budget_s
