@@ -45,6 +45,7 @@ class SaliencyExplainer(CaptumGradientExplainer):
     """Absolute input gradient of the target logit (Simonyan et al., 2014)."""
 
     name = "saliency"
+    paper = "Simonyan et al., Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps, ICLR Workshop 2014"
     description = "|d logit / d input| (Simonyan et al. 2014), Captum Saliency"
 
     def attribute(self, spec: GradientSpec, targets: Tensor) -> Tensor:
@@ -58,6 +59,7 @@ class InputXGradientExplainer(CaptumGradientExplainer):
     """Input times gradient (Shrikumar et al., 2016): a first-order Taylor contribution."""
 
     name = "input_x_gradient"
+    paper = "Shrikumar et al., Not Just a Black Box: Learning Important Features Through Propagating Activation Differences, arXiv 2016"
     description = "input * d logit / d input (Shrikumar et al. 2016), Captum InputXGradient"
 
     def attribute(self, spec: GradientSpec, targets: Tensor) -> Tensor:
@@ -76,6 +78,7 @@ class IntegratedGradientsExplainer(CaptumGradientExplainer):
     """
 
     name = "integrated_gradients"
+    paper = "Sundararajan et al., Axiomatic Attribution for Deep Networks, ICML 2017"
     description = "Integrated Gradients (Sundararajan et al. 2017), baseline = all features removed"
 
     def __init__(self, n_steps: int = 32, method: str = "gausslegendre", internal_batch_size: int = 256) -> None:
@@ -105,6 +108,7 @@ class SmoothGradExplainer(CaptumGradientExplainer):
     """
 
     name = "smoothgrad"
+    paper = "Smilkov et al., SmoothGrad: removing noise by adding noise, ICML Workshop 2017"
     description = "SmoothGrad (Smilkov et al. 2017), Captum NoiseTunnel(Saliency), noise 15% of range"
 
     def __init__(

@@ -39,6 +39,7 @@ class OcclusionExplainer(Explainer):
     """
 
     name = "occlusion"
+    paper = "Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014"
     description = "Occlusion (Zeiler & Fergus 2014) via the task's removal operator, target logit"
 
     def __init__(self, window: int = 1, chunk_rows: int = 256) -> None:
