@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, read_json
 
 if TYPE_CHECKING:  # the board reads cards without importing any method code
     from xaiboard.methods.base import Explainer
@@ -111,13 +111,7 @@ def validate_card(data: Any, source: str) -> None:
 def read_card(path: Path | str) -> MethodCard:
     """The card in ``path``; ``CardError`` (one line, naming the file) if it is bad."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CardError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
-    except json.JSONDecodeError as exc:
-        raise CardError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    card = MethodCard.from_dict(data, str(path))
+    card = MethodCard.from_dict(read_json(path, CardError), str(path))
     if card.name != path.parent.name:
         raise CardError(f"{path}: field 'name' is {card.name!r} but the folder is {path.parent.name!r}")
     return card

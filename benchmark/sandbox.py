@@ -15,8 +15,9 @@ confines itself before it imports the submission:
   raw tensor bytes back, validated, so nothing the submission writes is ever unpickled here.
 
 Not covered: what the method may read, the network, signals to the user's other processes,
-and processes it detaches with ``setsid`` (they escape the process-group kill). Cost counts are
-made inside the worker, so they are as trustworthy as the method itself.
+and processes it detaches with ``setsid`` (they escape the process-group kill). Pass counts are
+made inside the worker, so they are as trustworthy as the method itself; its time is measured
+by the parent.
 """
 
 from __future__ import annotations
@@ -336,7 +337,8 @@ class SandboxedExplainer(Explainer):
     ``name``, ``modalities``, ``description`` and ``params`` are what the worker reports for
     the submitted class (``name`` overrides its name); ``control`` is always False. Each
     ``explain`` call sends the batch, and the model only when it changed since the last call;
-    ``last_cost`` holds the passes counted in the worker for the last call.
+    ``last_cost`` holds the passes counted in the worker for the last call and the seconds the
+    parent waited for it (transfers included: a method cannot under-report its time).
     """
 
     control = False
@@ -400,6 +402,7 @@ class SandboxedExplainer(Explainer):
         header = {"op": "explain", "task": task.name, "seed": seed, "model_bytes": len(model_bytes)}
         body = model_bytes + _dump((inputs, targets))
         budget = self.policy.time_budget_s
+        start = time.perf_counter()
         reply, payload = self._exchange(header, body, budget, f"{self._subject} exceeded its time budget of {budget:g} s")
         if reply.get("stage") != "input":
             self._model_ref, self._model_signature = weakref.ref(model), signature
@@ -410,6 +413,7 @@ class SandboxedExplainer(Explainer):
         except ValueError as exc:
             self.close()
             raise SubmissionError(f"{self._subject}: the worker sent a malformed reply ({exc})") from None
+        self.last_cost.seconds = time.perf_counter() - start  # the parent's clock, not the method's word
         return out.to(device)
 
     def close(self) -> None:

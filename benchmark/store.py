@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, read_json
 from .card import CARD_FILE, CardError, MethodCard, read_card, write_card
 from .paths import results_dir
 from .record import RecordError, ResultRecord
@@ -45,12 +45,7 @@ class ResultStore:
     def read(self, path: Path | str) -> ResultRecord:
         """The record in ``path``; ``RecordError`` (one line, naming the file) if it is bad."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RecordError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
-        except json.JSONDecodeError as exc:
-            raise RecordError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        data = read_json(path, RecordError)
         if isinstance(data, dict) and isinstance(data.get("scores"), list):
             data["scores"] = [math.nan if s is None else s for s in data["scores"]]
         try:

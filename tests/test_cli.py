@@ -69,14 +69,20 @@ def plugin(tmp_path_factory):
 
 @pytest.fixture
 def env(tmp_path):
-    return {"XAIBOARD_SUBMISSIONS": str(tmp_path / "submissions"), "XAIBOARD_CACHE": str(tmp_path / "cache")}
+    return {
+        "XAIBOARD_SUBMISSIONS": str(tmp_path / "submissions"),
+        "XAIBOARD_RESULTS": str(tmp_path / "results"),
+        "XAIBOARD_CACHE": str(tmp_path / "cache"),
+    }
 
 
 def invoke(args, env=None):
     return CliRunner().invoke(cli.main, args, env=env, catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["train-model"], ["leaderboard"], ["task", "show"]])
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["submit"], ["export-samples"], ["list"], ["train-model"], ["leaderboard"], ["task", "show"]]
+)
 def test_every_command_has_help(command):
     result = invoke([*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output and len(result.output.splitlines()) > 4
@@ -97,8 +103,11 @@ def test_run_writes_records_and_prints_table(plugin, env, tmp_path):
     args = ["run", "--plugin", plugin, "--tasks", "toy/linear", "--methods", "test-cli-magnitude"]
     result = invoke([*args, "--metrics", "test-cli-top1", "--n", "8", "--device", "cpu", "--quiet"], env)
     assert result.exit_code == 0, result.output
-    record = ResultStore(tmp_path / "submissions").find("toy/linear", "test-cli-magnitude", "test-cli-top1")
+    record = ResultStore(tmp_path / "results").find("toy/linear", "test-cli-magnitude", "test-cli-top1")
     assert record.status == "ok" and record.n_samples == 8 and record.metric_params == {"k": 1}
+    assert not (tmp_path / "submissions").exists()  # a plain run never touches the committed board
+    card = ResultStore(tmp_path / "results").card("test-cli-magnitude")
+    assert card.control and card.description == "input magnitude, for CLI tests" and card.kind == "baseline"
     cell = f"{record.summary.mean:.3g} [{record.summary.ci_low:.3g}, {record.summary.ci_high:.3g}]"
     table_row = next(line for line in result.output.splitlines() if "test-cli-magnitude" in line)
     assert table_row.split()[:2] == ["toy/linear", "test-cli-magnitude"] and cell in table_row
@@ -107,6 +116,35 @@ def test_run_writes_records_and_prints_table(plugin, env, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     result = invoke([*args, "--metrics", "test-cli-top1", "--n", "8", "--quiet", "--results-dir", str(elsewhere)], env)
     assert result.exit_code == 0 and ResultStore(elsewhere).find("toy/linear", "test-cli-magnitude", "test-cli-top1")
+
+
+def test_unwritable_results_folder_is_a_one_line_error_before_any_work(plugin, env, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(cli.main, ["run", "--plugin", plugin, "--tasks", "toy/linear", "--results-dir", str(blocker / "results")], env=env)
+    assert result.exit_code == 1 and not (tmp_path / "cache").exists()
+    assert result.output.strip().splitlines() == [f"Error: results folder {blocker / 'results'} cannot be written: Not a directory"]
+
+
+def test_error_records_make_a_non_zero_exit_after_the_table(plugin, env, tmp_path):
+    raising = tmp_path / "raising.py"
+    raising.write_text(textwrap.dedent('''
+        from xaiboard.benchmark.registry import METHODS
+        from xaiboard.methods.base import Explainer
+
+        @METHODS.register("test-cli-raises")
+        class Raises(Explainer):
+            name = "test-cli-raises"
+
+            def explain(self, model, inputs, targets, task):
+                raise RuntimeError("planted")
+    '''))
+    args = ["run", "--plugin", plugin, "--plugin", str(raising), "--tasks", "toy/linear", "--n", "4", "--quiet",
+            "--methods", "test-cli-raises,test-cli-magnitude", "--metrics", "test-cli-top1"]
+    result = CliRunner().invoke(cli.main, args, env=env)
+    assert result.exit_code == 1
+    assert "ERROR" in result.output and "1 x explaining toy/linear with test-cli-raises failed: RuntimeError: planted" in result.output
+    assert ResultStore(tmp_path / "results").find("toy/linear", "test-cli-magnitude", "test-cli-top1").status == "ok"
 
 
 def test_unknown_name_is_a_one_line_error(plugin, env):

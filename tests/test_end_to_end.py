@@ -78,6 +78,36 @@ def test_committed_suite_is_complete(committed, task):
     assert min(r.n_samples for r in ours) >= 64
 
 
+def test_committed_cards_say_what_each_method_is():
+    """Every committed method has a valid card matching its class; the controls are marked, and
+    exactly one is the random reference the board tests every method against."""
+    cards, errors = ResultStore(submissions_dir()).cards()
+    assert not errors, errors
+    methods = {r.method for r in ResultStore(submissions_dir()).records()[0]}
+    assert set(cards) == methods
+    for name, card in cards.items():
+        explainer = METHODS.create(name)
+        assert (card.kind, card.control, card.code_hash) == ("baseline", explainer.control, explainer.code_hash())
+    assert [name for name, card in cards.items() if card.control_kind == "random"] == ["random"]
+
+
+@pytest.mark.parametrize("task", COMMITTED_TASKS)
+def test_committed_results_are_current(task):
+    """The committed numbers were computed by the code in this checkout: the task's fingerprint
+    (code, removal, model parameters), every method's and metric's code hash. Editing one of them
+    without regenerating (``xaiboard run --force --results-dir submissions``) fails here."""
+    instance = TASKS.create(task)
+    fingerprint = instance.fingerprint(instance.model("cpu"))
+    metrics = {name: METRICS.create(name).code_hash() for name in metrics_of(task)}
+    methods = {name: METHODS.create(name).code_hash() for name in methods_of(task)}
+    records = [r for r in ResultStore(submissions_dir()).records()[0] if r.task == task]
+    stale = [
+        r.key for r in records
+        if (r.task_fingerprint, r.metric_hash, r.method_hash) != (fingerprint, metrics[r.metric], methods[r.method])
+    ]
+    assert records and not stale, stale[:5]
+
+
 @pytest.mark.parametrize("task", GROUND_TRUTH_TASKS)
 def test_committed_ground_truth_claims(committed, task):
     """Gradient methods find the planted evidence; the random control scores chance."""

@@ -72,7 +72,8 @@ def test_the_all_features_bin_drops_to_the_baseline(setup):
     args = (engine, batch.inputs, batch.targets, explanation, batch.valid, (1.0,))
     full = engine.full(batch.inputs, batch.targets)
     torch.testing.assert_close(aopc(*args, mode="deletion"), full - 0.5)
-    torch.testing.assert_close(aopc(*args, mode="insertion"), torch.zeros(6), atol=1e-7, rtol=0)
+    # differences of equal float32 probabilities from differently sized batches: a few ulps at most
+    torch.testing.assert_close(aopc(*args, mode="insertion"), torch.zeros(6), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("mode", ["deletion", "insertion"])

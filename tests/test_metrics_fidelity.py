@@ -86,7 +86,8 @@ def test_robust_fidelity_limits_are_plain_probability_fidelity(toy):
     without, alone = ctx.engine.scores(batch.inputs, torch.stack([~hard, hard], 1), batch.targets).unbind(1)
     torch.testing.assert_close(scores(ctx, "robust_fidelity_plus", alpha1=1.0, n_samples=3), full - without)
     torch.testing.assert_close(scores(ctx, "robust_fidelity_minus", alpha2=0.0, n_samples=3), full - alone)
-    torch.testing.assert_close(scores(ctx, "robust_fidelity_plus", alpha1=0.0), torch.zeros(len(batch)), atol=1e-7, rtol=0)
+    # equal float32 probabilities from differently sized batches: a few ulps (6e-8) apart at most
+    torch.testing.assert_close(scores(ctx, "robust_fidelity_plus", alpha1=0.0), torch.zeros(len(batch)), atol=1e-5, rtol=0)
 
 
 def test_robust_masks_touch_only_their_side_and_never_padding():
@@ -198,7 +199,7 @@ def test_fidelity_equals_pyg_per_sample_and_on_the_batch(graph_setup):
 
     explanation_pyg.index = centers
     batch_plus, batch_minus = fidelity(explainer, explanation_pyg)
-    assert (batch_plus, batch_minus) == pytest.approx((plus.abs().mean().item(), minus.abs().mean().item()), abs=1e-7)
+    assert (batch_plus, batch_minus) == pytest.approx((plus.abs().mean().item(), minus.abs().mean().item()), abs=1e-6)  # float32 means of values <= 1
     pyg_char = characterization_score(torch.tensor(batch_plus), torch.tensor(batch_minus))
     ours_char = characterization_score(plus.abs().mean(), minus.abs().mean())
     torch.testing.assert_close(ours_char, pyg_char, atol=TOL, rtol=0)

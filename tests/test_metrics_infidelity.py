@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -132,19 +134,21 @@ def test_equals_captum_infidelity(setup, normalize, form):
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=0, atol=TOL)
 
 
-def test_perturbations_are_computed_once_per_batch(setup, monkeypatch):
-    """Another method's explanation on the same batch reuses the drops; a new batch does not."""
+def test_perturbations_are_computed_once_per_task(setup, monkeypatch):
+    """Another method's pair on the same task (the runner hands every pair of a task the same
+    ``task_memo``) reuses the drops; a new task memo (another task or run) does not."""
     task, model, batch, engine = setup
     calls = []
     scores = engine.scores
     monkeypatch.setattr(engine, "scores", lambda *a, **k: calls.append(1) or scores(*a, **k))
     first = torch.randn(batch.valid.shape, generator=torch.Generator().manual_seed(4))
-    metric = METRICS.create("infidelity_raw")
-    before = metric.compute(context(setup, first))
-    second = metric.compute(context(setup, 2 * first))
-    METRICS.create("infidelity").compute(context(setup, first))
+    metric, memo = METRICS.create("infidelity_raw"), {}
+    pair = lambda explanation, memo: replace(context(setup, explanation), task_memo=memo)  # noqa: E731
+    before = metric.compute(pair(first, memo))
+    second = metric.compute(pair(2 * first, memo))
+    METRICS.create("infidelity").compute(pair(first, memo))
     assert len(calls) == 1
-    torch.testing.assert_close(metric.compute(context(setup, first)), before)
+    torch.testing.assert_close(metric.compute(pair(first, memo)), before)
     assert not torch.allclose(second, before)
-    metric.compute(context((task, model, task.samples("test", 6, seed=3), engine), first))
+    torch.testing.assert_close(metric.compute(pair(first, {})), before)  # recomputed, same draws
     assert len(calls) == 2

@@ -111,7 +111,7 @@ def test_gini_of_one_hot_and_uniform(n: int) -> None:
     valid = all_valid((3, n))
     assert torch.allclose(gini_sparseness(one_hot, valid), torch.full((3,), 1 - 1 / n))
     uniform = torch.full((3, n), -2.0)
-    assert torch.allclose(gini_sparseness(uniform, valid), torch.zeros(3), atol=1e-7)
+    assert torch.allclose(gini_sparseness(uniform, valid), torch.zeros(3), atol=1e-6)  # float32 sums of n terms <= 1
     assert torch.equal(gini_sparseness(torch.zeros(3, n), valid), torch.zeros(3))
 
 

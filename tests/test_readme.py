@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,37 @@ def test_readme_plugin_example_runs(tmp_path):
     # and above 0.9 on all but graph/tree-cycles, where saliency itself is weak (0.72 at n = 64)
     auroc = {r.task: r.summary.mean for r in records}
     assert min(auroc.values()) > 0.55 and sum(v > 0.9 for v in auroc.values()) >= len(auroc) - 1, auroc
+
+
+WRITERS = {"run": ("--results-dir", "results"), "submit": ("--results-dir", None),
+           "train-model": ("--out", None), "export-samples": ("--out", None)}
+
+
+def usage_commands() -> list[list[str]]:
+    """Every ``xaiboard`` command in the README's Usage section's bash blocks, as argv lists."""
+    usage = README.read_text().split("\n## Usage\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", usage, re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [shlex.split(line.split("#", 1)[0]) for line in lines if line.startswith("xaiboard ")]
+
+
+def test_readme_usage_never_writes_into_the_checkout():
+    """Following the Usage section verbatim leaves ``git status`` clean: every command that writes
+    (results, submissions, weights, exports) writes outside the repository or to an ignored path;
+    the one that defaults to the committed board (submit) always names another folder."""
+    repo = README.parent
+    if not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    commands = usage_commands()
+    assert {argv[1] for argv in commands} >= set(WRITERS)
+    for argv in commands:
+        if argv[1] not in WRITERS:
+            continue
+        option, default = WRITERS[argv[1]]
+        target = argv[argv.index(option) + 1] if option in argv else default
+        assert target is not None, f"{' '.join(argv)}: would write to its default (the committed tree)"
+        path = Path(os.path.expanduser(target))
+        if path.is_absolute() and repo not in path.parents:
+            continue
+        ignored = subprocess.run(["git", "check-ignore", "-q", f"{path}/"], cwd=repo)  # every target is a folder
+        assert ignored.returncode == 0, f"{' '.join(argv)}: writes to {target}, which git would show"
