@@ -130,8 +130,10 @@ def run_command(
               help="Tasks to run on, as in `run` (ignored with --tasks).")
 @click.option("--tasks", help="Comma-separated task names (overrides --suite).")
 @click.option("--metrics", help="Comma-separated metric names (default: every registered metric).")
-@click.option("--n", default=64, show_default=True, type=click.IntRange(min=1), help="Samples per task.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for sample choice and randomness.")
+@click.option("--n", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Samples per task (with --precomputed: the export's).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed for sample choice and randomness (with --precomputed: the export's).")
 @DEVICE
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
               help="The board to publish to (default: the repository's submissions/, or $XAIBOARD_SUBMISSIONS).")
