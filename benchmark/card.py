@@ -143,11 +143,11 @@ def baseline_card(explainer: Explainer) -> MethodCard:
         control=bool(explainer.control),
         control_kind=explainer.control_kind,
         kind="baseline",
-        xaiboard_version=_version(),
+        xaiboard_version=xaiboard_version(),
     )
 
 
-def _version() -> str:
+def xaiboard_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:

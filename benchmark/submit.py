@@ -30,7 +30,7 @@ import torch
 from xaiboard.methods.base import Explainer
 
 from .cache import ExplanationCache
-from .card import NAME_PATTERN, MethodCard, _version
+from .card import NAME_PATTERN, MethodCard, xaiboard_version
 from .metric import Metric
 from .record import ResultRecord
 from .runner import InvalidExplanation, checked_explanation, run
@@ -87,13 +87,11 @@ def _explain_seeded(explainer: Explainer, model, batch, task: Task, seed: int) -
 
 
 def _problem(name: str, exc: Exception) -> str:
-    """The failure in one line: shape/NaN checks name the method themselves, the sandbox's
-    errors are phrases ("exceeded its time budget of 5 s"), anything else names its type."""
+    """The failure in one line: the shape/NaN checks and the sandbox name the method themselves
+    ("m exceeded its time budget of 5 s"); anything else (a task failing to load) names its type."""
     text = str(exc).splitlines()[0] if str(exc) else ""
-    if isinstance(exc, InvalidExplanation):
+    if isinstance(exc, (InvalidExplanation, SubmissionError)):
         return text
-    if isinstance(exc, SubmissionError):
-        return f"{name} {text}"
     return f"{name} raised {type(exc).__name__}: {text}"
 
 
@@ -119,7 +117,7 @@ def submission_card(card: MethodCard, explainer: Explainer, kind: str) -> Method
         control_kind="",
         kind=kind,
         submitted_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        xaiboard_version=_version(),
+        xaiboard_version=xaiboard_version(),
     )
 
 

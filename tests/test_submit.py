@@ -90,9 +90,9 @@ BAD_METHODS = {
     "raises": ("raise RuntimeError('planted failure')", "raised RuntimeError: planted failure"),
     "sleeps": ("time.sleep(120)", "exceeded its time budget of 3 s"),
     "allocates": ("torch.empty(4 * 2**30).fill_(1.0)", "exceeded its memory cap of 3000 MB"),
-    "nan": ("return torch.full(valid.shape, float('nan'))", "NaN/inf attributions"),
+    "nan": ("return torch.full(valid.shape, float('nan'))", "returned NaN/inf attributions"),
     "wrong-shape": ("return valid[:, :3].float()", "returned shape"),
-    "nondeterministic": ("return torch.full(valid.shape, random.random())", "not deterministic under a fixed seed"),
+    "nondeterministic": ("return torch.full(valid.shape, random.random())", "is not deterministic under a fixed seed"),
     "deletes": ("Path({victim!r}).unlink()", "raised PermissionError"),
     "writes": ("Path({victim!r}).with_name('planted.json').write_text('{{}}')", "raised PermissionError"),
 }
@@ -134,7 +134,7 @@ def test_bad_methods_are_refused_and_change_nothing(board, tmp_path, kind):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: smoke check on image/shapes: "), result.stderr[-2000:]
-    assert expected in lines[0]
+    assert f"bad-{kind} {expected}" in lines[0]
     assert tree_digest(root) == before
 
 
