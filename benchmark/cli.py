@@ -28,6 +28,7 @@ import click
 import pandas as pd
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from . import bench as benchmod
 from .cache import ExplanationCache
 from .card import CARD_FILE, CardError, MethodCard
 from .device import resolve_device
@@ -46,6 +47,7 @@ PLUGIN = click.option(
     help="A Python file that registers extra tasks/methods/metrics (repeatable).",
 )
 SUITES = ("default", "full")
+QUICK_REPEATS = 3
 DEVICE = click.option(
     "--device",
     default="auto",
@@ -331,6 +333,40 @@ def task_show_command(task_name: str, plugins: Sequence[Path]) -> None:
     width = max(map(len, fields))
     for key, value in fields.items():
         click.echo(f"{key.ljust(width)}  {value}")
+
+
+@main.command("bench", help="Time the metrics Quantus also implements: ours vs Quantus on identical inputs, and vs the pass floor.")
+@click.option("--tasks", default=",".join(benchmod.TASK_NAMES), show_default=True, help="Comma-separated task names (image tasks).")
+@click.option("--metrics", default=",".join(benchmod.CASES), show_default=True, help="Comma-separated metric names.")
+@click.option("--n", "sizes", default=",".join(map(str, benchmod.SIZES)), show_default=True, help="Comma-separated sample counts N.")
+@click.option("--repeats", default=benchmod.REPEATS, show_default=True, type=click.IntRange(min=1), help="Interleaved repetitions per (metric, N).")
+@click.option("--quick", is_flag=True, help=f"N = 64 only and {QUICK_REPEATS} repetitions (for CI); overrides --n and --repeats.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for samples and the metrics' random draws.")
+@DEVICE
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table as markdown to FILE.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def bench_command(
+    tasks: str, metrics: str, sizes: str, repeats: int, quick: bool, seed: int, device: str, markdown: Path | None, quiet: bool
+) -> None:
+    _load_registries(())
+    if quick:
+        sizes, repeats = "64", QUICK_REPEATS
+    try:
+        table = benchmod.bench(
+            _names(TASKS, tasks, "--tasks"),
+            [int(n) for n in sizes.split(",")],
+            [m.strip() for m in metrics.split(",")],
+            repeats=repeats,
+            seed=seed,
+            device=_device(device),
+            progress=not quiet,
+        )
+    except (benchmod.MissingQuantus, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if markdown is not None:
+        markdown.write_text(_markdown(table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v)) + "\n")
+        click.echo(f"markdown: {markdown}")
 
 
 @main.command("leaderboard", help="Open the Streamlit leaderboard over a results folder.")

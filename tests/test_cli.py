@@ -81,7 +81,8 @@ def invoke(args, env=None):
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["run"], ["submit"], ["export-samples"], ["list"], ["train-model"], ["leaderboard"], ["task", "show"]]
+    "command",
+    [[], ["run"], ["submit"], ["export-samples"], ["bench"], ["list"], ["train-model"], ["leaderboard"], ["task", "show"]],
 )
 def test_every_command_has_help(command):
     result = invoke([*command, "--help"])
