@@ -10,9 +10,6 @@ e.g. ``xaiboard run --plugin my_method.py --methods my-method``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.util
-import json
 import logging
 import os
 import subprocess
@@ -30,11 +27,12 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import bench as benchmod
 from .cache import ExplanationCache
+from .atomic import read_json
 from .card import CARD_FILE, CardError, MethodCard
 from .device import resolve_device
 from .environment import versions
 from . import paths
-from .registry import METHODS, METRICS, TASKS, Registry
+from .registry import METHODS, METRICS, TASKS, Registry, load_plugin
 from .runner import results_table, run
 from .sandbox import SandboxPolicy
 from .store import ResultStore
@@ -184,6 +182,7 @@ def _submit(source, name, precomputed, tasks, suite, metrics, n, seed, device, r
     from .sandbox import SandboxedExplainer, SubmissionError
     from .submit import SubmissionRejected, run_and_publish, smoke_check, submission_card
 
+    metric_names = _names(METRICS, metrics, "--metrics")
     try:
         if precomputed is not None:
             explainer, kind = PrecomputedExplainer(precomputed, name), "precomputed"
@@ -200,7 +199,6 @@ def _submit(source, name, precomputed, tasks, suite, metrics, n, seed, device, r
             raise SubmissionRejected(f"{name} supports {sorted(explainer.modalities)}: none of the tasks {task_names} is one")
         smoke_check(explainer, claimed, device, seed)
         card = submission_card(card, explainer, kind)
-        metric_names = _names(METRICS, metrics, "--metrics")
         with logging_redirect_tqdm():
             return run_and_publish(explainer, card, claimed, metric_names, root, n, seed, device, progress=not quiet)
 
@@ -223,16 +221,11 @@ def rank_summary(root: Path, method: str) -> str:
 
 def _card(card_file: Path | None, name: str, flags: dict[str, str | None]) -> MethodCard:
     """The submitter's card: ``--card`` JSON, then the flags; the harness fills in the rest."""
-    data = {}
-    if card_file is not None:
-        try:
-            data = json.loads(card_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise click.BadParameter(f"{card_file}: {exc}", param_hint="--card") from None
-        if not isinstance(data, dict):
-            raise click.BadParameter(f"{card_file}: expected a JSON object", param_hint="--card")
-    data = {**data, **{k: v for k, v in flags.items() if v is not None}, "name": name}
     try:
+        data = read_json(card_file, CardError) if card_file is not None else {}
+        if not isinstance(data, dict):
+            raise CardError(f"{card_file}: expected a JSON object")
+        data = {**data, **{k: v for k, v in flags.items() if v is not None}, "name": name}
         return MethodCard.from_dict(data, str(card_file or "card flags"))
     except CardError as exc:
         raise click.BadParameter(str(exc), param_hint="--card") from None
@@ -419,18 +412,10 @@ def _load_registries(plugins: Sequence[Path]) -> None:
     import xaiboard.tasks  # noqa: F401
 
     for path in plugins:
-        path = path.resolve()
-        name = "xaiboard_plugin_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-        if name in sys.modules:
-            continue
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            load_plugin(path)
         except Exception as exc:
-            del sys.modules[name]
-            raise click.ClickException(f"plugin {path} failed to import: {type(exc).__name__}: {exc}") from exc
+            raise click.ClickException(f"plugin {path.resolve()} failed to import: {type(exc).__name__}: {exc}") from exc
 
 
 def suite_tasks(suite: str) -> list[str]:

@@ -6,7 +6,12 @@ Built-ins register themselves when their package is imported; users add their ow
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -50,3 +55,25 @@ class Registry(Generic[T]):
 TASKS: Registry = Registry("task")
 METHODS: Registry = Registry("method")
 METRICS: Registry = Registry("metric")
+
+
+def load_plugin(path: Path | str) -> ModuleType:
+    """Import a plugin file once per process; its ``register`` calls fill the registries.
+
+    The module's name is derived from the file's resolved path, so the harness and a sandboxed
+    worker give a plugin the same name, and a model pickled in one whose class lives in a
+    plugin unpickles in the other. A plugin that fails to import leaves no half module behind.
+    """
+    path = Path(path).resolve()
+    name = "xaiboard_plugin_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

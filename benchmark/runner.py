@@ -248,12 +248,7 @@ class _Run:
         records = []
         for explainer in methods:
             self.store.write_card(self.card(explainer))
-            pair = {
-                "task": task.name, "task_version": task.version, "method": explainer.name,
-                "method_hash": explainer.code_hash(), "method_params": _jsonable(explainer.params),
-                "seed": self.seed, "n_samples": 0, "removal": task.removal_name, "device": self.device_name,
-                "versions": self.versions,
-            }
+            pair = self.pair_fields(task, explainer, _Loaded.nothing())
             records.extend(self.write(pair, m, status="error", error=message, traceback=details) for m in metrics)
         return records
 
@@ -276,10 +271,15 @@ class _Run:
 class _Loaded:
     """One task's model and evaluation batch, loaded once for all its methods."""
 
-    model: nn.Module
-    batch: Batch
+    model: nn.Module | None
+    batch: Batch | None
     fingerprint: str
     sample_ids: list[int]
+
+    @classmethod
+    def nothing(cls) -> _Loaded:
+        """What a task that failed to load provides: no model, no samples, no fingerprint."""
+        return cls(None, None, "", [])
 
 
 def _instances(registry: Registry, items: Sequence[Any]) -> list[Any]:

@@ -31,7 +31,6 @@ import logging
 import math
 import os
 import platform
-import re
 import select
 import shutil
 import signal
@@ -48,6 +47,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import Tensor, nn
 
+from xaiboard.benchmark.card import NAME_PATTERN
 from xaiboard.benchmark.cost import Cost
 from xaiboard.benchmark.task import MODALITIES, Task
 from xaiboard.benchmark.worker import MAX_HEADER, PREFIX, encode_frame
@@ -64,8 +64,6 @@ EXIT_GRACE_S = 2.0
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 #: how torch and Python word a failed allocation under RLIMIT_AS
 MEMORY_HINTS = ("can't allocate memory", "DefaultCPUAllocator", "std::bad_alloc")
-#: a method name becomes a folder of the results root, so it must be a plain name
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 #: cache and config variables pointed into the scratch directory, so libraries write there
 SCRATCH_VARS = {
     "HOME": "",
@@ -376,7 +374,7 @@ class SandboxedExplainer(Explainer):
         meta = self._start()
         super().__init__(**meta["params"])
         self.name = name if name is not None else meta["name"]
-        if not NAME.fullmatch(self.name):
+        if not NAME_PATTERN.match(self.name):
             self.close()
             raise SubmissionError(f"method name {self.name!r} is not a plain name (letters, digits, _ . + -); pass --name")
         self.modalities = frozenset(meta["modalities"])

@@ -18,7 +18,6 @@ imports can start a thread.
 from __future__ import annotations
 
 import faulthandler
-import hashlib
 import importlib.util
 import inspect
 import io
@@ -104,22 +103,15 @@ def _restrict_writes(scratch: str) -> None:
 
 
 def load_plugins(plugins: list[str]) -> None:
-    """Import the built-ins and each plugin file under the name ``benchmark/cli.py`` gives it.
-
-    The name is derived from the resolved path, as the CLI derives it, so that models pickled
-    in the parent whose classes live in a plugin unpickle here.
-    """
+    """Import the built-ins and each plugin file under the name the harness gives it
+    (``registry.load_plugin``), so that models pickled in the parent whose classes live in a
+    plugin unpickle here."""
     import xaiboard.methods  # noqa: F401
     import xaiboard.tasks  # noqa: F401
+    from xaiboard.benchmark.registry import load_plugin
 
     for path in plugins:
-        name = "xaiboard_plugin_" + hashlib.sha256(path.encode()).hexdigest()[:12]
-        if name in sys.modules:
-            continue
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        load_plugin(path)
 
 
 class InvalidSubmission(Exception):
