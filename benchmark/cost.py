@@ -38,6 +38,16 @@ class Cost:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def spent(self) -> dict[str, float]:
+        """Seconds and passes in total, as a record's ``metric_cost`` holds them."""
+        return {"seconds": self.seconds, "forward_passes": self.forward_passes, "backward_passes": self.backward_passes}
+
+    def add_passes(self, other: Cost) -> None:
+        """Add passes counted elsewhere (in a sandboxed worker, where this process's hooks
+        cannot see the model); seconds stay this counter's own clock."""
+        self.forward_passes += other.forward_passes
+        self.backward_passes += other.backward_passes
+
 
 def _rows(kwargs: dict[str, object], output: object) -> int:
     batch = kwargs.get("batch")
@@ -53,7 +63,10 @@ def count_passes(model: nn.Module, device: torch.device | None = None) -> Iterat
     """Count forward/backward rows through ``model`` and wall time while the block runs.
 
     Backward passes are counted by a hook on the model's output tensor, so they are seen
-    however the gradient is requested (``autograd.grad``, ``.backward()``, Captum, PyG).
+    however the gradient is requested (``autograd.grad``, ``.backward()``, Captum, PyG). The
+    hook is copied with the model by ``copy.deepcopy``, so passes through a copy made inside
+    the block (MPRT's randomised models) count too. On CUDA the clock stops after the device
+    has finished the block's work.
     """
     cost = Cost()
 
@@ -70,6 +83,8 @@ def count_passes(model: nn.Module, device: torch.device | None = None) -> Iterat
     try:
         yield cost
     finally:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
         cost.seconds += time.perf_counter() - start
         handle.remove()
         if device is not None and device.type == "cuda":

@@ -11,6 +11,12 @@ sample ids, the task's fingerprint (code, removal and the model's parameters as 
 metric's code hash. Resume recomputes a record when any of them differs, so a fixed metric bug
 or a retrained model never leaves stale numbers behind.
 
+Two costs are recorded: ``cost``, what one explanation of the method cost (per sample), and
+``metric_cost``, what computing this metric cost over the whole batch (seconds and model
+passes). Work that several metrics share (removal curves, re-explanations) is charged to the
+metric that needed it first, so summing ``metric_cost`` over a pair's metrics counts every
+pass once.
+
 ``validate`` is the schema: reading a file that does not satisfy it raises ``RecordError``
 naming the file and the field.
 """
@@ -20,9 +26,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Status = Literal["ok", "error", "not-applicable"]
+#: what ``metric_cost`` records: the metric's own work over the whole batch (``Cost.spent``)
+METRIC_COST_FIELDS: tuple[str, ...] = ("seconds", "forward_passes", "backward_passes")
 STATUSES: tuple[str, ...] = ("ok", "error", "not-applicable")
 DIRECTIONS: tuple[str, ...] = ("higher", "lower")
 FAMILIES: tuple[str, ...] = ("faithfulness", "robustness", "user_proxy", "sanity", "cost")
@@ -66,6 +74,7 @@ class ResultRecord:
     summary: Summary | None = None
     scores: list[float] = field(default_factory=list)
     cost: dict[str, Any] = field(default_factory=dict)
+    metric_cost: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRIC_COST_FIELDS, 0))
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     reason: str | None = None
@@ -109,6 +118,7 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "method_params": dict,
     "scores": list,
     "cost": dict,
+    "metric_cost": dict,
     "versions": dict,
     "schema_version": int,
 }
@@ -156,6 +166,17 @@ def _check_values(data: dict[str, Any], source: str) -> None:
         raise RecordError(f"{source}: field 'sample_ids' must hold integers")
     if not all(_is_number(s) or s is None for s in data["scores"]):
         raise RecordError(f"{source}: field 'scores' must hold numbers (null for NaN)")
+    _check_metric_cost(data["metric_cost"], source)
+
+
+def _check_metric_cost(spent: dict[str, Any], source: str) -> None:
+    """``metric_cost`` holds exactly ``METRIC_COST_FIELDS``, each a number >= 0."""
+    for name in METRIC_COST_FIELDS:
+        if not _is_number(spent.get(name)) or spent[name] < 0:
+            raise RecordError(f"{source}: field 'metric_cost.{name}' is missing or not a number >= 0")
+    unknown = set(spent) - set(METRIC_COST_FIELDS)
+    if unknown:
+        raise RecordError(f"{source}: unknown field 'metric_cost.{sorted(unknown)[0]}'")
 
 
 def _check_summary(data: dict[str, Any], source: str) -> None:

@@ -29,7 +29,7 @@ from xaiboard.methods.base import Explainer
 
 from .cache import CachedExplanation, ExplanationCache
 from .card import MethodCard, baseline_card
-from .cost import count_passes
+from .cost import Cost, count_passes
 from .device import chunk_rows, resolve_device
 from .environment import describe_device, versions
 from .metric import Metric, MetricContext
@@ -109,6 +109,8 @@ class _Run:
     force: bool = False
     card: Callable[[Explainer], MethodCard] = baseline_card
     versions: dict[str, str] = field(default_factory=versions)
+    #: the counter of the metric being computed, which sandboxed re-explanations report into
+    metering: Cost | None = None
 
     def task(self, task: Task, methods: list[Explainer], metrics: list[Metric], bar: tqdm) -> list[ResultRecord]:
         applicable = [m for m in metrics if _applies(m, task)]
@@ -204,7 +206,7 @@ class _Run:
             engine=RemovalEngine(task, loaded.model, chunk_rows(self.device)),
             seed=self.seed,
             device=self.device,
-            explain=(lambda m, inputs, targets: explainer.explain(m, inputs, targets, task)) if explainer.rerunnable else None,
+            explain=self.reexplainer(task, explainer) if explainer.rerunnable else None,
             cost=entry.cost,
             task_memo=task_memo,
         )
@@ -229,18 +231,37 @@ class _Run:
         self.cache.save(*key, entry)
         return entry
 
+    def reexplainer(self, task: Task, explainer: Explainer) -> Callable[[nn.Module, Any, Tensor], Tensor]:
+        """``ctx.explain``: re-runs the method, adding passes it counted in a sandboxed worker
+        (``last_cost``) to the metric being metered, whose hooks cannot see them."""
+
+        def explain(model: nn.Module, inputs: Any, targets: Tensor) -> Tensor:
+            explanation = explainer.explain(model, inputs, targets, task)
+            reported = getattr(explainer, "last_cost", None)
+            if reported is not None and self.metering is not None:
+                self.metering.add_passes(reported)
+            return explanation
+
+        return explain
+
     def evaluate(self, ctx: MetricContext, metric: Metric, pair: dict[str, Any], cost: dict[str, Any]) -> ResultRecord:
+        """One metric's record; its own seconds and passes over the batch go in ``metric_cost``."""
         reason = _not_applicable(metric, ctx)
         if reason is not None:
             return self.write(pair, metric, status="not-applicable", reason=reason)
-        try:
-            torch.manual_seed(self.seed)
-            scores = _scores(metric.compute(ctx), len(ctx.batch), metric.name)
-            summary = summarize(scores, self.seed)
-        except Exception as exc:
-            message = f"metric {metric.name} failed for {pair['method']} on {pair['task']}: {type(exc).__name__}: {exc}"
-            return self.write(pair, metric, status="error", error=message, traceback=traceback.format_exc(), cost=cost)
-        return self.write(pair, metric, status="ok", summary=summary, scores=scores.tolist(), cost=cost)
+        with count_passes(ctx.model, self.device) as spent:
+            self.metering = spent
+            try:
+                torch.manual_seed(self.seed)
+                scores = _scores(metric.compute(ctx), len(ctx.batch), metric.name)
+                summary = summarize(scores, self.seed)
+                outcome: dict[str, Any] = {"status": "ok", "summary": summary, "scores": scores.tolist()}
+            except Exception as exc:
+                message = f"metric {metric.name} failed for {pair['method']} on {pair['task']}: {type(exc).__name__}: {exc}"
+                outcome = {"status": "error", "error": message, "traceback": traceback.format_exc()}
+            finally:
+                self.metering = None
+        return self.write(pair, metric, cost=cost, metric_cost=spent.spent(), **outcome)
 
     def fail_all(self, task: Task, methods: list[Explainer], metrics: list[Metric], message: str) -> list[ResultRecord]:
         """Error records for every (method, metric) of a task that could not be loaded."""
@@ -253,6 +274,7 @@ class _Run:
         return records
 
     def write(self, pair: dict[str, Any], metric: Metric, **outcome: Any) -> ResultRecord:
+        """Store one record; without ``metric_cost`` the metric never ran and spent nothing."""
         record = ResultRecord(
             **pair,
             metric=metric.name,

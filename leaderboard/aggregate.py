@@ -249,6 +249,25 @@ def cost_table(board: Board, task: str) -> pd.DataFrame:
     return frame.sort_values(["passes", "seconds", "method"]).reset_index(drop=True)
 
 
+def metric_cost_table(board: Board, task: str) -> pd.DataFrame:
+    """Where evaluating ``task`` spent its time: per metric, the seconds and model passes of
+    computing it, summed over the methods (each record's ``metric_cost``), most expensive first.
+
+    Shared work (removal curves, re-explanations) is charged to the metric that needed it first,
+    so the column totals count every pass once.
+    """
+    rows = [
+        {"metric": r.metric, "seconds": _number(r.metric_cost.get("seconds")),
+         "passes": _number(r.metric_cost.get("forward_passes")) + _number(r.metric_cost.get("backward_passes"))}
+        for r in _task_records(board, task)
+    ]
+    if not rows:
+        return pd.DataFrame(columns=["metric", "seconds", "passes", "share"])
+    frame = pd.DataFrame(rows).groupby("metric", as_index=False)[["seconds", "passes"]].sum()
+    frame["share"] = frame["seconds"] / frame["seconds"].sum() if frame["seconds"].sum() > 0 else 0.0
+    return frame.sort_values(["seconds", "metric"], ascending=[False, True]).reset_index(drop=True)
+
+
 def _number(value: object) -> float:
     """A cost field as a float; NaN when absent or not a number (the schema leaves ``cost`` free-form)."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan

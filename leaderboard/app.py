@@ -161,6 +161,9 @@ def show_task(board: Board, task: str) -> None:
     st.header("Cost per explanation")
     with guarded(f"{task}: cost"):
         st.dataframe(aggregate.cost_table(board, task), hide_index=True)
+    with st.expander("Evaluation cost per metric (all methods)"):
+        with guarded(f"{task}: metric cost"):
+            st.dataframe(aggregate.metric_cost_table(board, task), hide_index=True)
     with st.expander("Provenance"):
         with guarded(f"{task}: provenance"):
             st.dataframe(aggregate.provenance_table(board, task), hide_index=True)

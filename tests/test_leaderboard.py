@@ -210,6 +210,19 @@ def test_cost_and_provenance_tables():
     assert provenance["versions"].unique().tolist() == ["torch 2.13.0"]
 
 
+def test_metric_cost_table_sums_each_metrics_own_cost_over_methods():
+    def spent(method: str, metric: str, seconds: float, forward: int) -> ResultRecord:
+        r = record(method, (0.4, 0.6), metric=metric)
+        r.metric_cost = {"seconds": seconds, "forward_passes": forward, "backward_passes": 1}
+        return r
+
+    board = board_of([spent("good", METRIC, 1.0, 10), spent("weak", METRIC, 2.0, 20), spent("good", "spread", 1.0, 0)])
+    table = aggregate.metric_cost_table(board, "image/shapes").set_index("metric")
+    assert table.index.tolist() == [METRIC, "spread"]  # most expensive first
+    assert table.loc[METRIC, "seconds"] == 3.0 and table.loc[METRIC, "passes"] == 32
+    assert table.loc["spread", "passes"] == 1 and table["share"].tolist() == [0.75, 0.25]
+
+
 def test_cards_table_shows_each_methods_card_or_its_absence():
     described = {**CARDS, "good": card("good", description="Gradients, but good.", authors="A. Author", paper="arXiv:1")}
     cards = aggregate.cards_table(board_of(SHAPES, described), "image/shapes").set_index("method")

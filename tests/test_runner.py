@@ -309,3 +309,27 @@ def test_killed_run_resumes_without_recomputing(tmp_path):
     records, errors = store.records()
     assert errors == [] and sorted(r.method for r in records if r.status == "ok") == ["first", "second"]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_every_record_carries_its_metrics_own_passes(toy_task, tmp_path):
+    """metric_cost counts exactly the metric's own rows: KeepTop is one forward per sample, Rerun
+    one forward and one backward per sample (a gradient re-explanation), MPRT one of each per
+    randomised layer (through deep copies of the model), and the ground-truth metric none."""
+    from xaiboard.benchmark.metrics.randomisation import MPRT, randomisable_layers
+
+    metrics = [KeepTop(), Rerun(), MPRT(), Top1InGroundTruth()]
+    records = {r.metric: r for r in run_toy(toy_task, [Gradient()], metrics, tmp_path)}
+    layers = len(randomisable_layers(toy_task.model(torch.device("cpu"))))
+    expected = {"test-keep-top": (N, 0), "test-rerun": (N, N), "mprt": (layers * N, layers * N), "test-top1-in-gt": (0, 0)}
+    for name, (forward, backward) in expected.items():
+        spent = records[name].metric_cost
+        assert (spent["forward_passes"], spent["backward_passes"]) == (forward, backward), name
+        assert spent["seconds"] >= 0
+    assert layers >= 2
+
+
+def test_failed_metric_records_what_it_spent_before_failing(toy_task, tmp_path):
+    records = run_toy(toy_task, [Gradient()], [Broken()], tmp_path)
+    assert records[0].status == "error"
+    spent = records[0].metric_cost
+    assert spent["forward_passes"] == spent["backward_passes"] == 0 and spent["seconds"] >= 0

@@ -74,6 +74,14 @@ def test_readme_method_is_published_and_ranked(board, tmp_path):
     mine = {r.key for r in records if r.method == "grad-squared"}
     assert not errors and len(mine) == 2 * 5
     assert all(r.status == "ok" for r in records if r.method == "grad-squared")
+    # re-explanations in the sandboxed worker are metered like in-process ones: the squared
+    # gradient costs what saliency costs (one forward and one backward per explanation)
+    passes = {(r.method, r.task, r.metric): r.metric_cost for r in records}
+    for task in ("image/shapes", "graph/ba-shapes"):
+        for metric in ("max_sensitivity", "mprt"):
+            mine, theirs = passes["grad-squared", task, metric], passes["saliency", task, metric]
+            assert mine["backward_passes"] == theirs["backward_passes"] > 0, (task, metric)
+            assert mine["forward_passes"] == theirs["forward_passes"], (task, metric)
     ranks = standings(root, "grad-squared")
     assert set(ranks["task"]) == {"image/shapes", "graph/ba-shapes"}
     assert {"grad-squared", "saliency", "random"} <= set(ranks["method"])
