@@ -30,7 +30,7 @@ from xaiboard.methods.base import Explainer
 from .cache import CachedExplanation, ExplanationCache
 from .card import MethodCard, baseline_card
 from .cost import Cost, count_passes
-from .device import chunk_rows, resolve_device
+from .device import resolve_device
 from .environment import describe_device, versions
 from .metric import Metric, MetricContext
 from .record import RecordError, ResultRecord
@@ -203,7 +203,7 @@ class _Run:
             model=loaded.model,
             batch=loaded.batch,
             explanation=entry.explanation.to(self.device),
-            engine=RemovalEngine(task, loaded.model, chunk_rows(self.device)),
+            engine=RemovalEngine(task, loaded.model),
             seed=self.seed,
             device=self.device,
             explain=self.reexplainer(task, explainer) if explainer.rerunnable else None,

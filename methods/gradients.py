@@ -6,34 +6,78 @@ edge weights; see ``Task.gradient_spec``) and is then pooled to the task's featu
 one wrapper serves all three modalities. Captum repeats the inputs for integration steps and
 noise samples and expands ``additional_forward_args`` the same way, which is what the task's
 forward function is written for.
+
+Memory: a forward/backward pass holds activations for every row it sends, and rows differ by
+orders of magnitude (an 8x8 digit, a 1,024-wordpiece review), so a batch is attributed in groups
+of samples whose gradient input fits ``pass_elements`` (robustness metrics explain several noisy
+copies of a batch in one call, and long reviews would not fit even one copy).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import replace
 from typing import Any
 
 import torch
 from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 from torch import Tensor, nn
 
+from xaiboard.benchmark.device import chunk_rows
 from xaiboard.benchmark.registry import METHODS
 from xaiboard.benchmark.task import GradientSpec, Task
 
 from .base import Explainer
 
 
+def pass_elements(device: torch.device) -> int:
+    """Gradient-input elements (rows x elements per row) one forward/backward pass may hold.
+
+    Measured through MiniLM on a CPU: ~400-480 bytes of peak memory per element (an Integrated
+    Gradients pass of 256 SST-2 rows of 66 x 384 peaked 2.6 GB above the model), so 2^23
+    elements is ~3.5 GB on a CPU; a GPU gets about a quarter of its memory. Image, graph and
+    text/planted rows are small enough that this binds only on the MiniLM tasks.
+    """
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory // 1600
+    return 1 << 23
+
+
 class CaptumGradientExplainer(Explainer):
-    """The shared path: gradient spec -> Captum attribution -> pooled features, padding zeroed."""
+    """The shared path: gradient spec -> Captum attribution -> pooled features, padding zeroed.
+
+    Samples are attributed in groups of ``samples_per_call``; every method here but SmoothGrad
+    attributes each sample independently of the others, so the grouping changes float round-off
+    at most.
+    """
 
     def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
         spec = task.gradient_spec(model, inputs)
-        attributions = task.pool(self.attribute(spec, targets).detach(), inputs)
-        return attributions.where(task.valid_features(inputs), 0.0)
+        size = self.samples_per_call(spec)
+        groups = [slice(start, start + size) for start in range(0, len(targets), size)]
+        attributions = torch.cat([self.attribute(_sample_rows(spec, g), targets[g]).detach() for g in groups])
+        return task.pool(attributions, inputs).where(task.valid_features(inputs), 0.0)
+
+    def samples_per_call(self, spec: GradientSpec) -> int:
+        """How many samples one ``attribute`` call takes: one row per sample per pass."""
+        return fitting_rows(spec)
 
     @abstractmethod
     def attribute(self, spec: GradientSpec, targets: Tensor) -> Tensor:
         """Captum attributions with the shape of ``spec.inputs``."""
+
+
+def fitting_rows(spec: GradientSpec) -> int:
+    """How many of ``spec``'s rows fit one pass (``pass_elements``); at least one."""
+    return max(1, pass_elements(spec.inputs.device) // spec.inputs[0].numel())
+
+
+def _sample_rows(spec: GradientSpec, rows: slice) -> GradientSpec:
+    """``spec`` for samples ``rows`` only: the per-sample tensors cut, a batch-broadcast baseline kept."""
+    batch = spec.inputs.shape[0]
+    baselines = spec.baselines[rows] if spec.baselines.shape[0] == batch else spec.baselines
+    args = tuple(arg[rows] for arg in spec.additional_args)
+    return replace(spec, inputs=spec.inputs[rows], baselines=baselines, additional_args=args)
 
 
 def _forward_args(spec: GradientSpec) -> tuple[Tensor, ...] | None:
@@ -74,15 +118,27 @@ class IntegratedGradientsExplainer(CaptumGradientExplainer):
 
     Gauss-Legendre quadrature (Captum's default) is used because it integrates the smooth path
     far more accurately than a Riemann sum with the same 32 steps, so completeness holds more
-    tightly. ``internal_batch_size`` caps the rows per forward pass, bounding memory.
+    tightly. ``internal_batch_size`` caps the rows (samples x steps) of one forward/backward
+    pass, bounding memory: Captum splits the steps, and a batch of more samples than that is
+    split into groups of samples first (Captum would send every sample at once). ``None``: the
+    device's rows per pass (``benchmark.device.chunk_rows``), fewer where rows are large
+    (``pass_elements``). Every sample's attribution depends on that sample only, so the cap
+    changes the values by float round-off at most.
     """
 
     name = "integrated_gradients"
     paper = "Sundararajan et al., Axiomatic Attribution for Deep Networks, ICML 2017"
     description = "Integrated Gradients (Sundararajan et al. 2017), baseline = all features removed"
 
-    def __init__(self, n_steps: int = 32, method: str = "gausslegendre", internal_batch_size: int = 256) -> None:
+    def __init__(self, n_steps: int = 32, method: str = "gausslegendre", internal_batch_size: int | None = None) -> None:
         super().__init__(n_steps=n_steps, method=method, internal_batch_size=internal_batch_size)
+
+    def samples_per_call(self, spec: GradientSpec) -> int:
+        return min(fitting_rows(spec), self.pass_rows(spec))
+
+    def pass_rows(self, spec: GradientSpec) -> int:
+        """Rows per forward/backward pass: the parameter, else the device's, within ``pass_elements``."""
+        return self.params["internal_batch_size"] or min(chunk_rows(spec.inputs.device), fitting_rows(spec))
 
     def attribute(self, spec: GradientSpec, targets: Tensor) -> Tensor:
         return IntegratedGradients(spec.forward).attribute(
@@ -90,7 +146,9 @@ class IntegratedGradientsExplainer(CaptumGradientExplainer):
             baselines=spec.baselines,
             target=targets,
             additional_forward_args=_forward_args(spec),
-            **self.params,
+            n_steps=self.params["n_steps"],
+            method=self.params["method"],
+            internal_batch_size=self.pass_rows(spec),
         )
 
 
@@ -105,6 +163,11 @@ class SmoothGradExplainer(CaptumGradientExplainer):
     to ``x`` and the gradient is divided by ``range`` again. ``range`` is taken over the sample's
     input and its all-removed baseline together, so inputs that are constant (graph edge weights
     of 1) still get noise relative to what removal changes.
+
+    A pass holds ``nt_samples_batch_size`` noisy rows per sample, so a call takes as many
+    samples as fit ``pass_elements`` that way (all of a batch of images, a few sentences, one
+    long review); every call draws its noise under ``seed``, so a sample's noise depends on its
+    place in its call, as it already did on its place in the batch.
     """
 
     name = "smoothgrad"
@@ -117,6 +180,10 @@ class SmoothGradExplainer(CaptumGradientExplainer):
         super().__init__(
             nt_samples=nt_samples, noise_level=noise_level, nt_samples_batch_size=nt_samples_batch_size, seed=seed
         )
+
+    def samples_per_call(self, spec: GradientSpec) -> int:
+        draws = self.params["nt_samples_batch_size"] or self.params["nt_samples"]  # None: all at once, as Captum
+        return max(1, fitting_rows(spec) // min(draws, self.params["nt_samples"]))
 
     def attribute(self, spec: GradientSpec, targets: Tensor) -> Tensor:
         scale = _value_range(spec.inputs, spec.baselines)

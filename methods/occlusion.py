@@ -35,21 +35,23 @@ class OcclusionExplainer(Explainer):
     is the largest number of valid groups in the batch, so padding slots cost no forward pass.
     With ``window > 1`` (images only) non-overlapping square windows with stride ``window`` are
     removed together and every pixel gets its window's score; windows at the right and bottom
-    border are clipped rather than skipped, so every pixel is covered.
+    border are clipped rather than skipped, so every pixel is covered. Rows go to the model
+    in the engine's chunk size for the device (``benchmark.device``), which never changes a
+    value and so is no parameter of the method.
     """
 
     name = "occlusion"
     paper = "Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014"
     description = "Occlusion (Zeiler & Fergus 2014) via the task's removal operator, target logit"
 
-    def __init__(self, window: int = 1, chunk_rows: int = 256) -> None:
-        super().__init__(window=window, chunk_rows=chunk_rows)
+    def __init__(self, window: int = 1) -> None:
+        super().__init__(window=window)
 
     def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
         valid = task.valid_features(inputs)
         groups = self._groups(task, valid.shape[1:], valid.device)
         keep, removed, active = _single_group_removals(valid.flatten(1), groups)
-        engine = RemovalEngine(task, model, self.params["chunk_rows"])
+        engine = RemovalEngine(task, model)
         full = engine.full(inputs, targets, output="logit")
         drops = full[:, None] - engine.scores(inputs, keep.view(*keep.shape[:2], *valid.shape[1:]), targets, "logit")
         group_scores = drops.new_zeros(valid.shape[0], int(groups.max()) + 1)

@@ -82,6 +82,30 @@ class GraphInputs:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         return GraphInputs(**{k: None if v is None else v.to(device) for k, v in moved.items()})
 
+    @classmethod
+    def concat(cls, parts: list[GraphInputs]) -> GraphInputs:
+        """One union of the samples of ``parts`` (``parts[0]``'s first), so robustness metrics
+        can explain several noisy copies in one call; the parts either all carry edge weights or
+        none does."""
+        shifted, nodes, samples = [], 0, 0
+        for part in parts:
+            shifted.append(
+                replace(
+                    part,
+                    edge_index=part.edge_index + nodes,
+                    center=part.center + nodes,
+                    edge_sample=part.edge_sample + samples,
+                    node_sample=part.node_sample + samples,
+                )
+            )
+            nodes, samples = nodes + part.x.shape[0], samples + len(part)
+
+        def join(name: str) -> Tensor | None:
+            values = [getattr(part, name) for part in shifted]
+            return None if values[0] is None else torch.cat(values, dim=-1 if name == "edge_index" else 0)
+
+        return cls(**{f.name: join(f.name) for f in fields(cls)})
+
     def edge_counts(self) -> Tensor:
         return torch.bincount(self.edge_sample, minlength=len(self))
 

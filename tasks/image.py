@@ -59,6 +59,8 @@ class ImageTask(Task):
     recipe: ClassVar[dict[str, Any]]
     #: training samples averaged for the ``mean`` baseline
     mean_samples: ClassVar[int] = 2048
+    #: ``(inputs, their in-place version, baseline)`` of the last batch ``remove`` saw
+    _baseline_memo: tuple[Tensor, int, Tensor] | None = None
 
     def __init__(self, removal: ImageRemoval = "zero", baseline_value: float = 0.0, blur_sigma: float = 2.0) -> None:
         if removal not in IMAGE_REMOVALS:
@@ -76,8 +78,13 @@ class ImageTask(Task):
 
     @cached_property
     def channel_mean(self) -> Tensor:
-        """Per-channel mean ``[C]`` of the training split (seed 0), the ``mean`` baseline."""
-        return self.samples("train", self.mean_samples, seed=0).inputs.mean(dim=(0, 2, 3))
+        """Per-channel mean ``[C]`` of the training split (seed 0), the ``mean`` baseline.
+
+        Built as an ordinary tensor even when first asked for inside the removal engine's
+        inference mode, because gradient methods later use it as their baseline.
+        """
+        with torch.inference_mode(False):
+            return self.samples("train", self.mean_samples, seed=0).inputs.mean(dim=(0, 2, 3))
 
     @property
     def removal_baseline(self) -> str:
@@ -99,8 +106,23 @@ class ImageTask(Task):
 
     def remove(self, inputs: Tensor, keep: Tensor) -> Tensor:
         batch, k = keep.shape[:2]
-        kept = torch.where(keep.unsqueeze(2), inputs.unsqueeze(1), self.baseline(inputs).unsqueeze(1))
+        kept = torch.where(keep.unsqueeze(2), inputs.unsqueeze(1), self._memo_baseline(inputs).unsqueeze(1))
         return kept.reshape(batch * k, *inputs.shape[1:])
+
+    def _memo_baseline(self, inputs: Tensor) -> Tensor:
+        """``baseline(inputs)``, built once per batch: the removal engine calls ``remove`` once per
+        chunk of the same inputs, and a blur costs as much as a small model pass.
+
+        Keyed by the tensor's identity and in-place version, so a new or modified batch gets a
+        new baseline; the memo holds the batch itself, so its identity cannot be reused.
+        Inference tensors have no version and are not memoised.
+        """
+        if inputs.is_inference():
+            return self.baseline(inputs)
+        memo = self._baseline_memo
+        if memo is None or memo[0] is not inputs or memo[1] != inputs._version:
+            memo = self._baseline_memo = (inputs, inputs._version, self.baseline(inputs))
+        return memo[2]
 
     def predict(self, model: nn.Module, model_inputs: Tensor) -> Tensor:
         return model(model_inputs)

@@ -36,7 +36,7 @@ from transformers import (
 )
 from xaiboard.benchmark.task import Batch
 
-from .text import TextInputs, TextTask
+from .text import TextInputs, TextTask, encoder_blocks
 from .weights import load_weights
 
 HUB_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -104,6 +104,15 @@ class MiniLMClassifier(nn.Module):
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.encoder.get_input_embeddings()
+
+    def randomisation_blocks(self) -> list[tuple[str, nn.Module]]:
+        """MPRT's cascade, output side first: head, encoder layers 6..1, embeddings.
+
+        The encoder's pooler is left out: the head reads the mean-pooled token states, never
+        the pooler, so randomising it could not change any explanation and would only add a
+        step of similarity 1.
+        """
+        return [("head", self.head), *encoder_blocks("encoder", self.encoder)]
 
     def pooled(self, inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
         """Mean of the encoder's token states over every attended token of every chunk ``[B, D]``.

@@ -17,7 +17,7 @@ from functools import cached_property
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from torch import Tensor, nn
-from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+from transformers import BertConfig, BertForSequenceClassification, BertModel, PreTrainedTokenizerFast
 
 from xaiboard.benchmark.task import GradientSpec, Task
 
@@ -42,6 +42,14 @@ class TextInputs:
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
+
+    @classmethod
+    def concat(cls, parts: list[TextInputs]) -> TextInputs:
+        """The rows of ``parts`` as one batch, so robustness metrics can explain several noisy
+        copies in one call. The parts share their padded length and either all carry embedding
+        noise or none does."""
+        noise = None if parts[0].embedding_noise is None else torch.cat([p.embedding_noise for p in parts])
+        return cls(torch.cat([p.input_ids for p in parts]), torch.cat([p.attention_mask for p in parts]), noise)
 
 
 def word_level_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
@@ -90,6 +98,23 @@ class TextClassifier(nn.Module):
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.bert.get_input_embeddings()
+
+    def randomisation_blocks(self) -> list[tuple[str, nn.Module]]:
+        """MPRT's cascade, output side first: classifier, pooler (it feeds the classifier from
+        ``[CLS]``), then ``encoder_blocks``."""
+        head = [("bert.classifier", self.bert.classifier), ("bert.bert.pooler", self.bert.bert.pooler)]
+        return head + encoder_blocks("bert.bert", self.bert.bert)
+
+
+def encoder_blocks(prefix: str, encoder: BertModel) -> list[tuple[str, nn.Module]]:
+    """A BERT encoder's blocks for MPRT, output side first: layer L, ..., layer 1, embeddings.
+
+    A transformer layer (attention + feed-forward, with their LayerNorms) is the unit Adebayo et
+    al.'s block-wise cascade calls for; ``prefix`` is the encoder's name in the model, so the
+    names match ``named_modules()``.
+    """
+    layers = [(f"{prefix}.encoder.layer.{i}", layer) for i, layer in enumerate(encoder.encoder.layer)]
+    return [*layers[::-1], (f"{prefix}.embeddings", encoder.embeddings)]
 
 
 def small_bert_config(vocab_size: int, max_length: int, num_labels: int) -> BertConfig:

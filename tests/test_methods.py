@@ -12,10 +12,13 @@ from torch_geometric.nn import GCNConv
 
 from toy_task import ToyTask
 from xaiboard.benchmark.cost import count_passes
+from xaiboard.benchmark.device import chunk_rows
 from xaiboard.benchmark.registry import METHODS
 from xaiboard.benchmark.task import GraphCall, Task, TaskCard
 from xaiboard.methods import controls, gradcam, gradients, occlusion  # noqa: F401  (register)
 from xaiboard.methods.gnnexplainer import BatchedGNNExplainer
+from xaiboard.tasks.ba_shapes import BAShapesTask
+from xaiboard.tasks.planted_text import PlantedText
 
 FLOAT_TOL = 1e-5  # float32 rounding of sums over 16 features; the methods are exact here
 
@@ -88,18 +91,66 @@ def test_smoothgrad_is_reproducible_under_its_seed(toy):
     assert not torch.allclose(first, explain("saliency", task, squashed, x, targets))
 
 
+@pytest.mark.parametrize("task", [PlantedText(), BAShapesTask()], ids=["text", "graph"])
+def test_integrated_gradients_in_small_passes_equal_one_call(task):
+    """Splitting the samples and the steps into passes of 3 rows (per-sample context such as the
+    attention mask or the graph sample index cut alongside) changes float round-off only."""
+    model, batch = task.model(), task.samples("test", 5, seed=2)
+    whole = explain("integrated_gradients", task, model, batch.inputs, batch.targets, internal_batch_size=1000)
+    small = explain("integrated_gradients", task, model, batch.inputs, batch.targets, internal_batch_size=3)
+    assert whole.abs().max() > 0.01
+    torch.testing.assert_close(small, whole, atol=1e-6, rtol=1e-5)
+
+
+def test_default_passes_follow_the_device_and_the_row_size(monkeypatch):
+    """IG's default rows per pass are the device's chunk rows, fewer where rows are large."""
+    task = PlantedText()
+    model, batch = task.model(), task.samples("test", 6, seed=2)
+    spec = task.gradient_spec(model, batch.inputs)
+    ig = METHODS.create("integrated_gradients")
+    assert ig.pass_rows(spec) == chunk_rows(torch.device("cpu"))
+    row = spec.inputs[0].numel()
+    monkeypatch.setattr(gradients, "pass_elements", lambda device: 4 * row)
+    assert ig.pass_rows(spec) == ig.samples_per_call(spec) == 4
+    assert METHODS.create("smoothgrad", nt_samples_batch_size=2).samples_per_call(spec) == 2
+    split = explain("integrated_gradients", task, model, batch.inputs, batch.targets)
+    saliency = explain("saliency", task, model, batch.inputs, batch.targets)
+    monkeypatch.undo()
+    torch.testing.assert_close(split, explain("integrated_gradients", task, model, batch.inputs, batch.targets),
+                               atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(saliency, explain("saliency", task, model, batch.inputs, batch.targets),
+                               atol=1e-6, rtol=1e-5)
+
+
 # ---- controls ---------------------------------------------------------------------------
+
+
+def seeded(global_seed: int, *args, **params) -> Tensor:
+    """``explain`` right after ``torch.manual_seed(global_seed)``, as the runner calls explainers."""
+    torch.manual_seed(global_seed)
+    return explain(*args, **params)
 
 
 def test_random_is_reproducible_in_unit_interval_and_zero_on_padding(toy):
     _, model, x, targets = toy
     task = PaddedToyTask()
-    first = explain("random", task, model, x, targets, seed=7)
+    first = seeded(0, "random", task, model, x, targets, seed=7)
     valid = task.valid_features(x)
-    assert torch.equal(first, explain("random", task, model, x, targets, seed=7))
-    assert not torch.equal(first, explain("random", task, model, x, targets, seed=8))
+    assert torch.equal(first, seeded(0, "random", task, model, x, targets, seed=7))
+    assert not torch.equal(first, seeded(0, "random", task, model, x, targets, seed=8))
+    assert not torch.equal(first, seeded(1, "random", task, model, x, targets, seed=7))
     assert (first[~valid] == 0).all()
     assert (first[valid] >= 0).all() and (first[valid] < 1).all() and first[valid].std() > 0.2
+
+
+def test_random_draws_fresh_scores_on_every_call(toy):
+    """Re-explaining (a noisy copy, a randomised model) must not return the same map: a random
+    control that did would score a perfect 0 on every robustness metric."""
+    _, model, x, targets = toy
+    torch.manual_seed(0)
+    random = METHODS.create("random")
+    first, second = (random.explain(model, x, targets, PaddedToyTask()) for _ in range(2))
+    assert not torch.equal(first, second)
 
 
 def test_input_magnitude_is_model_free(toy):

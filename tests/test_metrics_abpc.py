@@ -7,6 +7,7 @@ import pytest
 import quantus
 import torch
 
+from xaiboard.benchmark.cost import count_passes
 from xaiboard.benchmark.metric import MetricContext
 from xaiboard.benchmark.metrics.perturbation_curves import keep_masks, perturbation_curve
 from xaiboard.benchmark.registry import METRICS
@@ -78,3 +79,19 @@ def test_curves_equal_quantus_region_perturbation(setup, order):
     x, y, a = batch.inputs.numpy(), batch.targets.numpy(), explanation[:, None].numpy()
     drops = np.asarray(metric(model, x, y, a_batch=a, channel_first=True, softmax=True, device="cpu"))
     np.testing.assert_allclose(ours[:, 1:], ours[:, :1] - drops, rtol=0, atol=TOL)
+
+
+def test_abpc_reuses_the_deletion_curve_of_its_context(setup):
+    """Deletion AUC and ABPC in one (task, method) context walk 2 curves, not 3; values as alone."""
+    task, model, batch, engine = setup
+    explanation = torch.rand(6, 4, 4, generator=torch.Generator().manual_seed(3))
+    ctx = MetricContext(task, model, batch, explanation, engine, seed=0, device=torch.device("cpu"))
+    with count_passes(model) as cost:
+        deletion = METRICS.create("deletion_auc", steps=8).compute(ctx)
+        shared = METRICS.create("abpc", steps=8).compute(ctx)
+    assert cost.forward_passes == 2 * 6 * 9
+    assert torch.equal(shared, abpc(*setup, explanation, steps=8))
+    other = METRICS.create("abpc", steps=4).compute(ctx)  # another grid: its own curves
+    assert torch.equal(other, abpc(*setup, explanation, steps=4))
+    fresh = MetricContext(task, model, batch, explanation, engine, seed=0, device=torch.device("cpu"))
+    assert torch.equal(deletion, METRICS.create("deletion_auc", steps=8).compute(fresh))

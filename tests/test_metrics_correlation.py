@@ -16,6 +16,7 @@ from xaiboard.benchmark.metrics.correlation import (
     feature_groups,
     monotonicity_correlation,
     random_subsets,
+    smallest_keys,
 )
 from xaiboard.benchmark.metrics.rank_correlation import average_ranks, spearman
 from xaiboard.benchmark.registry import METRICS
@@ -61,6 +62,19 @@ def test_random_subsets_have_the_right_size_skip_padding_and_follow_the_seed():
     assert subsets[1].any(0)[:3].all()  # every valid feature gets drawn
     assert torch.equal(subsets, random_subsets(valid, 50, 0.25, torch.Generator().manual_seed(5)))
     assert random_subsets(torch.ones(1, 5, dtype=torch.bool), 3, 0.01, torch.Generator()).sum(-1).eq(1).all()
+
+
+@pytest.mark.parametrize("levels", [2, 16, None])
+def test_smallest_keys_are_the_double_argsort_subsets_even_on_ties(levels):
+    """``topk`` plus the double argsort on rows whose cut falls in a tie: the same subsets as
+    ranking every row by two sorts, however many keys tie (``levels`` distinct values)."""
+    g = torch.Generator().manual_seed(7)
+    keys = torch.rand(16, 8, 50, generator=g)
+    keys = keys if levels is None else (keys * levels).floor()
+    keys[:2, :, 40:] = 2.0  # padding
+    sizes = torch.randint(1, 51, (16, 1, 1), generator=g)
+    expected = keys.argsort(dim=2).argsort(dim=2) < sizes
+    assert torch.equal(smallest_keys(keys, sizes), expected)
 
 
 def test_exact_contributions_are_perfectly_monotone_and_inverse_ones_anti(setup):

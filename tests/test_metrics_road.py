@@ -9,6 +9,7 @@ import torch
 from quantus.functions.perturb_func import noisy_linear_imputation as quantus_imputation
 
 from xaiboard.benchmark.metric import MetricContext
+from xaiboard.benchmark.metrics import road
 from xaiboard.benchmark.metrics.road import linear_imputation, noisy_linear_imputation, road_curve, road_removed_masks
 from xaiboard.benchmark.registry import METRICS
 from xaiboard.benchmark.removal import RemovalEngine
@@ -39,6 +40,20 @@ def test_imputation_reproduces_linear_images_and_keeps_kept_pixels():
     torch.testing.assert_close(linear_imputation(plane, removed), plane, atol=1e-5, rtol=0)
     noisy = noisy_linear_imputation(plane, removed, 0.5, torch.Generator().manual_seed(1))
     assert torch.equal(noisy.masked_select(~removed.unsqueeze(1)), plane.masked_select(~removed.unsqueeze(1)))
+
+
+def test_imputation_does_not_depend_on_how_images_are_grouped_per_solve(monkeypatch):
+    """A band matrix too small for two images solves one image at a time: the same values (each
+    image's system is its own block of the band)."""
+    g = torch.Generator().manual_seed(8)
+    images = torch.rand(5, 2, 6, 8, generator=g)
+    removed = torch.rand(5, 6, 8, generator=g) < 0.7
+    removed[:, 0, 0] = False
+    together = linear_imputation(images, removed)
+    monkeypatch.setattr(road, "SOLVE_BYTES", 1)
+    torch.testing.assert_close(linear_imputation(images, removed), together, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="every pixel is removed"):
+        linear_imputation(images, torch.ones(5, 6, 8, dtype=torch.bool))
 
 
 def test_noise_has_the_requested_std_on_removed_pixels_only():
@@ -102,6 +117,8 @@ def test_probability_output_and_metadata(road_setup):
     score = METRICS.create("road_morf", percentages=(25, 75), output="prob").compute(ctx)
     torch.testing.assert_close(score, probs.mean(1))  # same seeded noise: the context's generator
     assert ((probs > 0) & (probs < 1)).all()
+    ctx.engine.chunk_rows = 7  # noise is drawn per percentage group, not per engine chunk
+    torch.testing.assert_close(road_curve(ctx, (25, 75), "morf", noise=0.01, output="prob"), probs, atol=0, rtol=0)
     morf, lerf = METRICS.factory("road_morf"), METRICS.factory("road_lerf")
     assert (morf.direction, lerf.direction) == ("lower", "higher")
     assert morf.modalities == lerf.modalities == frozenset({"image"})

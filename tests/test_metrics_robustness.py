@@ -3,7 +3,7 @@ re-explanations: closed-form values, and equivalence with Quantus and Captum on 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -22,16 +22,19 @@ from test_metrics_robustness_sanity import (
 from torch import Tensor
 from toy_task import ToyTask
 from xaiboard.benchmark.metric import MetricContext
-from xaiboard.benchmark.metrics.sensitivity import Reexplained
+from xaiboard.benchmark.metrics.sensitivity import Reexplained, concat_inputs, perturbed_explanations
 from xaiboard.benchmark.metrics.stability import (
     LIPSCHITZ_EPS,
     grouped_norm,
     input_distances,
     max_where,
 )
-from xaiboard.benchmark.registry import METRICS
+from xaiboard.benchmark.registry import METHODS, METRICS
 from xaiboard.benchmark.removal import RemovalEngine
+from xaiboard.methods import gradients, occlusion  # noqa: F401  (register)
+from xaiboard.tasks.ba_2motifs import BA2MotifsTask
 from xaiboard.tasks.ba_shapes import BAShapesTask
+from xaiboard.tasks.graph import GraphInputs
 from xaiboard.tasks.planted_text import PlantedText
 
 ROBUSTNESS = ["max_sensitivity", "avg_sensitivity", "local_lipschitz", "relative_input_stability", "relative_output_stability"]
@@ -67,17 +70,75 @@ def test_all_robustness_metrics_share_one_set_of_reexplanations():
     calls = []
 
     def counted(model, inputs, targets):
-        calls.append(1)
+        calls.append(len(inputs))
         return saliency(model, inputs, targets)
 
     ctx = context(CNNTask(), counted)
     calls.clear()
     for name in ROBUSTNESS:
         METRICS.create(name).compute(ctx)
-    assert len(calls) == 10
+    assert calls == [40]  # the 10 noisy copies of 4 samples, concatenated into one call
     another_pair = replace(ctx, explain=lambda *a: counted(*a), memo={})  # the runner's next (task, method)
     METRICS.create("max_sensitivity").compute(another_pair)
-    assert len(calls) == 20
+    assert calls == [40, 40]
+
+
+def test_copies_per_call_follow_the_engines_rows_per_pass():
+    """At least one copy per call, else as many copies as ``chunk_rows`` rows hold."""
+    calls = []
+
+    def counted(model, inputs, targets):
+        calls.append(len(inputs))
+        return saliency(model, inputs, targets)
+
+    for rows, expected in [(12, [12, 12, 12, 4]), (3, [4] * 10)]:
+        ctx = context(CNNTask(), counted)
+        ctx.engine.chunk_rows = rows
+        calls.clear()
+        METRICS.create("max_sensitivity").compute(ctx)
+        assert calls == expected
+
+
+def one_by_one(ctx, n: int) -> Tensor:
+    """The re-explanations as one explainer call per noisy copy ``[n, B, *F]``."""
+    return torch.stack([ctx.explain(ctx.model, x, ctx.batch.targets) for x in noises(ctx, n)])
+
+
+@pytest.mark.parametrize(
+    ("task", "method"),
+    [(CNNTask(), "saliency"), (PlantedText(), "integrated_gradients"), (PlantedText(), "occlusion"),
+     (BAShapesTask(), "saliency"), (BAShapesTask(), "occlusion"), (BA2MotifsTask(), "integrated_gradients")],
+    ids=["image-saliency", "text-ig", "text-occlusion", "node-saliency", "node-occlusion", "graph-ig"],
+)
+def test_concatenated_copies_give_the_explanations_of_one_call_per_copy(task, method):
+    """Deterministic per-sample explainers: batching the noisy copies changes float round-off only."""
+    explainer = METHODS.create(method)
+    ctx = context(task, lambda m, x, t: explainer.explain(m, x, t, task), n=3)
+    shared = perturbed_explanations(ctx, 4, 0.2)
+    torch.testing.assert_close(shared.explanations, one_by_one(ctx, 4), atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        logits = torch.stack([task.logits(ctx.model, x) for x in shared.noisy])
+    torch.testing.assert_close(shared.logits, logits, atol=1e-5, rtol=1e-5)
+
+
+def test_graph_copies_concatenate_into_one_union():
+    """GraphInputs.concat of two copies is the builder's union of each sample taken twice."""
+    task = BAShapesTask()
+    inputs = task.samples("test", 3, 0).inputs
+    joined = GraphInputs.concat([inputs, inputs])
+    tiled = task.select(inputs, torch.arange(3).repeat(2), task.valid_features(inputs).float().repeat(2, 1))
+    assert joined.edge_weight is None  # as the unmodified inputs
+    for name in (f.name for f in fields(GraphInputs) if f.name != "edge_weight"):
+        assert torch.equal(getattr(joined, name), getattr(tiled, name)), name
+
+
+def test_inputs_that_do_not_concatenate_are_explained_one_copy_per_call():
+    assert concat_inputs([Opaque(), Opaque()]) is None
+    assert torch.equal(concat_inputs([torch.zeros(2, 3), torch.ones(1, 3)]), torch.tensor([[0.0] * 3] * 2 + [[1.0] * 3]))
+
+
+class Opaque:
+    """A task input type without ``concat``."""
 
 
 def test_metric_order_does_not_change_max_sensitivity_of_a_random_explainer():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -15,10 +16,17 @@ from torch import Tensor, nn
 from toy_task import ToyTask
 from xaiboard.benchmark.metric import MetricContext
 from xaiboard.benchmark.metrics.rank_correlation import spearman
-from xaiboard.benchmark.metrics.randomisation import RANDOMISATION_SALT, mprt_similarities
+from xaiboard.benchmark.metrics.randomisation import (
+    RANDOMISATION_SALT,
+    cascading_randomisation,
+    mprt_similarities,
+    randomisable_layers,
+    randomise,
+)
 from xaiboard.benchmark.registry import METRICS
 from xaiboard.benchmark.removal import RemovalEngine
 from xaiboard.benchmark.task import Batch
+from xaiboard.tasks.planted_text import PlantedText
 
 SEED = 5
 
@@ -103,8 +111,9 @@ def test_constant_explainer_has_zero_sensitivity_even_with_noisy_padding():
     valid = batch.valid.clone()
     valid[:, :, 6:] = False
 
-    def noisy_padding(model, inputs, targets):
-        return constant(model, inputs, targets) + (~valid) * torch.randn(valid.shape)
+    def noisy_padding(model, inputs, targets):  # inputs may hold several noisy copies of the batch
+        padding = ~valid.repeat(len(inputs) // len(valid), 1, 1)
+        return constant(model, inputs, targets) + padding * torch.randn(padding.shape)
 
     ctx = context(task, noisy_padding, batch=replace(batch, valid=valid))
     assert METRICS.create("max_sensitivity").compute(ctx).tolist() == [0.0, 0.0, 0.0]
@@ -196,3 +205,48 @@ def test_mprt_equals_quantus():
     np.testing.assert_allclose(ours.numpy(), expected, rtol=0, atol=1e-5)
     score = METRICS.create("mprt").compute(ctx)
     np.testing.assert_allclose(score.numpy(), expected.mean(axis=1), rtol=0, atol=1e-5)
+
+
+# ---- MPRT over transformer encoders: block by block ------------------------------------------
+
+
+def assert_cascade_randomises_block_by_block(model: nn.Module, expected: list[str]) -> None:
+    """The cascade's units are ``expected``, and each step changes every parameter of its own
+    block and nothing else (earlier blocks stay as randomised, later ones as trained)."""
+    assert [name for name, _ in randomisable_layers(model)] == expected
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    previous = before
+    for name, randomised in cascading_randomisation(model, seed=11):
+        now = {k: v.detach().clone() for k, v in randomised.named_parameters()}
+        changed = {k for k in now if not torch.equal(now[k], previous[k])}
+        inside = {k for k in now if k.startswith(name + ".")}
+        assert changed == inside, name
+        previous = now
+    assert all(torch.equal(before[k], v) for k, v in model.named_parameters())  # the model itself untouched
+
+
+def test_planted_text_bert_is_randomised_block_by_block():
+    """Classifier, pooler, encoder layers top down, embeddings: 5 steps instead of 22 layers."""
+    blocks = ["bert.classifier", "bert.bert.pooler", "bert.bert.encoder.layer.1", "bert.bert.encoder.layer.0",
+              "bert.bert.embeddings"]
+    assert_cascade_randomises_block_by_block(PlantedText().model(), blocks)
+
+
+def test_block_randomisation_is_seeded_and_a_single_layer_gets_its_own_reset():
+    """A block is reset under one seed: the same seed gives the same weights; a lone layer gets
+    exactly what its ``reset_parameters`` gives under that seed (Quantus' per-layer values)."""
+    model = PlantedText().model()
+    block = model.bert.bert.encoder.layer[0]
+    twins = [copy.deepcopy(block) for _ in range(2)]
+    for twin in twins:
+        randomise(twin, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(twins[0].parameters(), twins[1].parameters()))
+    layer, reference = nn.Linear(4, 3), nn.Linear(4, 3)
+    randomise(layer, seed=3)
+    torch.manual_seed(3)
+    reference.reset_parameters()
+    assert torch.equal(layer.weight, reference.weight) and torch.equal(layer.bias, reference.bias)
+
+
+def test_cnn_cascade_stays_per_layer():
+    assert [name for name, _ in randomisable_layers(CNNTask().model())] == ["5", "2", "0"]

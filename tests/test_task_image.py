@@ -8,6 +8,8 @@ from captum.attr import IntegratedGradients, Saliency
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from xaiboard.benchmark import device
+from xaiboard.benchmark.device import chunk_rows
 from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.removal import RemovalEngine
 from xaiboard.tasks.image import gaussian_blur
@@ -157,3 +159,51 @@ def test_gradients_find_the_ground_truth(model):
     assert abs(random - 0.5) < 0.05
     assert auroc(saliency) - random >= 0.15
     assert auroc(task.pool(ig, b.inputs)) - random >= 0.15
+
+
+def test_removal_baseline_is_built_once_per_batch_and_again_when_the_batch_changes(batch, monkeypatch):
+    """The engine calls ``remove`` once per chunk of one batch: a blur is built once for it."""
+    task = ShapesTask(removal="blur")
+    built = []
+    monkeypatch.setattr(task, "baseline", lambda x: built.append(x) or gaussian_blur(x, task.blur_sigma))
+    x = batch.inputs.clone()
+    keep = torch.rand(len(x), 2, 32, 32, generator=torch.Generator().manual_seed(0)) < 0.5
+    first = task.remove(x, keep)
+    assert torch.equal(task.remove(x, keep), first) and len(built) == 1
+    x.add_(0.25)  # the same tensor, changed in place
+    expected = torch.where(keep.unsqueeze(2), x.unsqueeze(1), gaussian_blur(x, 2.0).unsqueeze(1)).flatten(0, 1)
+    assert torch.equal(task.remove(x, keep), expected) and len(built) == 2
+    task.remove(x.clone(), keep)
+    assert len(built) == 3
+
+
+def test_engine_values_do_not_depend_on_its_chunks_and_are_ordinary_tensors(batch, monkeypatch):
+    """Chunks of 3 to 10,000 rows (the model split into near-equal parts), and the size the engine
+    measures itself, give the same scores bit for bit; no call has a single row."""
+    monkeypatch.setattr(device, "MEASURED", {})
+    task = ShapesTask(removal="blur")
+    model = task.model()
+    calls = []
+    model.register_forward_hook(lambda _m, args, _out: calls.append(len(args[0])))
+    keep = torch.rand(len(batch), 61, 32, 32, generator=torch.Generator().manual_seed(1)) < 0.5
+    reference = RemovalEngine(task, model, 10_000).scores(batch.inputs, keep, batch.targets)
+    for rows in (3, 7, 24, 100):
+        assert torch.equal(RemovalEngine(task, model, rows).scores(batch.inputs, keep, batch.targets), reference)
+    engine = RemovalEngine(task, model)
+    for _ in range(6):  # 8 measured chunks of 10 to 61 masks (at most 61 per call), then settled
+        scores = engine.scores(batch.inputs, keep, batch.targets)
+        assert torch.equal(scores, reference)
+    assert list(device.MEASURED.values()) == [engine._rows()] and engine._rows() in device.CANDIDATES["cpu"]
+    assert min(calls) > 1
+    assert not scores.is_inference() and not engine.full(batch.inputs, batch.targets).is_inference()
+
+
+def test_chunk_size_defaults_and_override(model, monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("XAIBOARD_CHUNK_ROWS", raising=False)
+    assert RemovalEngine(ShapesTask(), model).chunk_rows == 64  # an image CNN on a CPU
+    monkeypatch.setenv("XAIBOARD_CHUNK_ROWS", "40")
+    engine = RemovalEngine(ShapesTask(), model)
+    assert engine.chunk_rows == 40 and engine._rows() == 40
+    assert RemovalEngine(ShapesTask(), model, 8).chunk_rows == 8
+    assert chunk_rows(cpu) == chunk_rows(cpu, ShapesTask(), model) == 40

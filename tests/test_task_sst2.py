@@ -8,7 +8,9 @@ import xaiboard.benchmark.metrics
 import xaiboard.methods  # noqa: F401  (registers the methods)
 from hub_offline import offline_hub
 from mirror_text import sst2_mirror
+from test_metrics_robustness_sanity import assert_cascade_randomises_block_by_block
 from xaiboard.benchmark.metric import MetricContext
+from xaiboard.benchmark.metrics.sensitivity import perturbed_explanations
 from xaiboard.benchmark.registry import METHODS, METRICS, TASKS
 from xaiboard.benchmark.removal import RemovalEngine
 from xaiboard.tasks.sst2 import SST2
@@ -121,3 +123,23 @@ def test_saliency_and_deletion_auc_end_to_end(task, model):
     )
     scores = METRICS.create("deletion_auc").compute(ctx)
     assert scores.shape == (4,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_mprt_randomises_minilm_block_by_block(model):
+    """Head, the 6 encoder layers top down, embeddings: 8 steps instead of 54 parameter-owning
+    modules; the unused pooler is not a step."""
+    layers = [f"encoder.encoder.layer.{i}" for i in range(5, -1, -1)]
+    assert_cascade_randomises_block_by_block(model, ["head", *layers, "encoder.embeddings"])
+
+
+def test_noisy_copies_explained_together_equal_one_by_one(task, model):
+    """Robustness metrics explain concatenated noisy copies (TextInputs.concat) in one call."""
+    batch = task.samples("test", 3, seed=0)
+    explain = lambda m, x, t: METHODS.create("saliency").explain(m, x, t, task)  # noqa: E731
+    ctx = MetricContext(task, model, batch, batch.valid.float(), RemovalEngine(task, model), 0, torch.device("cpu"), explain)
+    shared = perturbed_explanations(ctx, 2, 0.2)
+    one_by_one = torch.stack([explain(model, x, batch.targets) for x in shared.noisy])
+    torch.testing.assert_close(shared.explanations, one_by_one, atol=1e-6, rtol=1e-4)
+    with torch.no_grad():
+        logits = torch.stack([task.logits(model, x) for x in shared.noisy])
+    torch.testing.assert_close(shared.logits, logits, atol=1e-5, rtol=0)

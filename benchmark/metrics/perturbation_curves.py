@@ -86,20 +86,34 @@ def curve_auc(curve: Tensor) -> Tensor:
     return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)
 
 
+def context_curve(ctx: MetricContext, params: dict[str, Any], mode: Mode, order: Order = "morf") -> Tensor:
+    """The batch's curve ``[B, steps + 1]`` for a metric's pinned ``steps`` and ``output``, computed
+    once per (task, method): ``deletion_auc`` and ``abpc`` walk the same MoRF deletion curve.
+
+    Only identical curves are shared. Insertion is not LeRF deletion read backwards: ties keep
+    index order in both walks, ``n - round(t n) != round((1 - t) n)`` at half-integers, and
+    insertion drops the padding slots that deletion keeps.
+    """
+    key = ("perturbation_curve", mode, order, params["steps"], params["output"])
+    return ctx.shared(
+        key,
+        lambda: perturbation_curve(
+            ctx.engine,
+            ctx.batch.inputs,
+            ctx.batch.targets,
+            ctx.explanation,
+            ctx.batch.valid,
+            steps=params["steps"],
+            mode=mode,
+            output=params["output"],
+            order=order,
+        ),
+    )
+
+
 def context_auc(ctx: MetricContext, params: dict[str, Any], mode: Mode, order: Order = "morf") -> Tensor:
     """Curve area ``[B]`` for a metric's batch, with its pinned ``steps`` and ``output``."""
-    curve = perturbation_curve(
-        ctx.engine,
-        ctx.batch.inputs,
-        ctx.batch.targets,
-        ctx.explanation,
-        ctx.batch.valid,
-        steps=params["steps"],
-        mode=mode,
-        output=params["output"],
-        order=order,
-    )
-    return curve_auc(curve)
+    return curve_auc(context_curve(ctx, params, mode, order))
 
 
 class PerturbationAUC(Metric):
@@ -166,8 +180,9 @@ class ABPC(Metric):
     an attribution for a model whose score drops under any removal.
 
     The paper removes 8x8 tiles of an image; here the features are the task's own (pixels,
-    tokens, edges) and removal is the task's operator, as for ``deletion_auc``. ``value_range``
-    is that of the default ``output="prob"``.
+    tokens, edges) and removal is the task's operator, as for ``deletion_auc``, whose curve the
+    MoRF half reuses (:func:`context_curve`). ``value_range`` is that of the default
+    ``output="prob"``.
     """
 
     name = "abpc"

@@ -7,6 +7,10 @@ Every robustness metric re-runs the explainer on the same noisy copies of the ba
 re-explaining is their whole cost (an occlusion explanation is hundreds of forwards), so the
 noisy inputs, their explanations and their logits are computed once per (task, method, batch)
 and shared: ``perturbed_explanations``. The stability metrics (``stability.py``) read them too.
+
+The copies are explained several at a time, concatenated into one batch (``concat_inputs``), so
+the model sees fewer, larger passes; how many per call follows the removal engine's rows per
+pass on the device.
 """
 
 from __future__ import annotations
@@ -63,9 +67,17 @@ def perturbed_explanations(ctx: MetricContext, n_samples: int, radius: float) ->
 
     The runner gives every metric of a (task, method) pair the same context, so the result
     lives in that context's memo, keyed by ``n_samples`` and ``radius``. Noise ``i`` comes from
-    ``ctx.generator(i)`` and the explainer runs in order ``i = 0..n-1`` before any other work,
-    as max-sensitivity always did, so an explainer that draws from the global RNG (SmoothGrad)
-    sees the same stream under ``torch.manual_seed`` whichever robustness metric comes first.
+    ``ctx.generator(i)`` and the explainer runs on the copies in order ``i = 0..n-1`` before any
+    other work, so an explainer that draws from the global RNG sees the same stream under
+    ``torch.manual_seed`` whichever robustness metric comes first.
+
+    Copies are explained ``max(1, chunk_rows // B)`` at a time (the engine's rows per pass on
+    this device; at least one copy, so never fewer rows per call than the batch), as one
+    concatenated batch where the inputs' type allows (``concat_inputs``). An explainer that is
+    deterministic per sample gives the same explanations as one call per copy, up to float
+    round-off; one whose random draws depend on the call's batch (SmoothGrad's noise,
+    GNNExplainer's mask initialisation, the random control's seeded scores) draws differently
+    than it did with one call per copy, and its scores depend on how many copies share a call.
     """
     if ctx.explain is None:
         raise ValueError("robustness metrics re-run the explainer, but only precomputed explanations were given")
@@ -74,11 +86,43 @@ def perturbed_explanations(ctx: MetricContext, n_samples: int, radius: float) ->
 
 def _reexplain(ctx: MetricContext, n_samples: int, radius: float) -> Reexplained:
     noisy = [ctx.task.perturb(ctx.batch.inputs, radius, ctx.generator(i)) for i in range(n_samples)]
-    explanations = torch.stack([ctx.explain(ctx.model, x, ctx.batch.targets).detach() for x in noisy])
+    per_call = max(1, ctx.engine.chunk_rows // len(ctx.batch))
+    groups = [noisy[start : start + per_call] for start in range(0, n_samples, per_call)]
+    joined = [concat_inputs(group) for group in groups]
+    explanations = torch.cat([_explain_copies(ctx, group, inputs) for group, inputs in zip(groups, joined)])
     with torch.no_grad():
-        logits = torch.stack([ctx.task.logits(ctx.model, x) for x in noisy])
+        logits = torch.cat([_copies_logits(ctx, group, inputs) for group, inputs in zip(groups, joined)])
         clean = ctx.task.logits(ctx.model, ctx.batch.inputs)
     return Reexplained(noisy, explanations, logits, clean)
+
+
+def concat_inputs(parts: list[Any]) -> Any | None:
+    """``parts`` (a task's inputs) as one batch, rows of ``parts[0]`` first; ``None`` where their
+    type does not say how.
+
+    Tensors (images) concatenate along the batch; a task's own input type opts in with a
+    ``concat`` classmethod (``TextInputs``, ``GraphInputs``), as it provides ``to``.
+    """
+    if all(isinstance(part, Tensor) for part in parts):
+        return torch.cat(parts)
+    concat = getattr(type(parts[0]), "concat", None)
+    return None if concat is None else concat(parts)
+
+
+def _explain_copies(ctx: MetricContext, copies: list[Any], joined: Any | None) -> Tensor:
+    """Explanations ``[k, B, *F]`` of ``k`` noisy copies: one explainer call on ``joined``, their
+    concatenation, else one call per copy."""
+    if joined is None:
+        return torch.stack([ctx.explain(ctx.model, x, ctx.batch.targets).detach() for x in copies])
+    explanation = ctx.explain(ctx.model, joined, ctx.batch.targets.repeat(len(copies))).detach()
+    return explanation.view(len(copies), len(ctx.batch), *explanation.shape[1:])
+
+
+def _copies_logits(ctx: MetricContext, copies: list[Any], joined: Any | None) -> Tensor:
+    """Logits ``[k, B, C]`` of ``k`` noisy copies, in one pass over ``joined`` where there is one."""
+    if joined is None:
+        return torch.stack([ctx.task.logits(ctx.model, x) for x in copies])
+    return ctx.task.logits(ctx.model, joined).view(len(copies), len(ctx.batch), -1)
 
 
 def sensitivities(reference: Tensor, perturbed: Tensor, valid: Tensor) -> Tensor:
