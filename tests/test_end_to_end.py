@@ -27,7 +27,7 @@ from mirror_graph import tu_data_root
 
 DEFAULT_TASKS = suite_tasks("default")
 #: hub tasks whose baselines are committed too (computed from the offline mirrors the tests use)
-COMMITTED_HUB_TASKS = ["image/mnist", "graph/mutagenicity"]
+COMMITTED_HUB_TASKS = ["image/mnist", "graph/mutagenicity", "text/sst2"]
 COMMITTED_TASKS = DEFAULT_TASKS + COMMITTED_HUB_TASKS
 BUILTIN_METHODS = [m for m in METHODS.names() if METHODS.factory(m).__module__.startswith("xaiboard.")]
 BUILTIN_METRICS = [m for m in METRICS.names() if METRICS.factory(m).__module__.startswith("xaiboard.")]
