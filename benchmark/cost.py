@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from .record import METRIC_COST_FIELDS
+
 
 @dataclass
 class Cost:
@@ -40,7 +42,7 @@ class Cost:
 
     def spent(self) -> dict[str, float]:
         """Seconds and passes in total, as a record's ``metric_cost`` holds them."""
-        return {"seconds": self.seconds, "forward_passes": self.forward_passes, "backward_passes": self.backward_passes}
+        return {name: getattr(self, name) for name in METRIC_COST_FIELDS}
 
     def add_passes(self, other: Cost) -> None:
         """Add passes counted elsewhere (in a sandboxed worker, where this process's hooks
