@@ -95,7 +95,9 @@ class DigitCNN(nn.Module):
     98.9% vs 95.1% test accuracy; the strongest stroke detector decides, as in image/shapes.
 
     ``feature_map`` and ``classify`` are separate so that ``image/digit-grid`` can run the same
-    network on each cell and tile the cells' maps for Grad-CAM.
+    network on each cell and tile the cells' maps for Grad-CAM. Every ReLU is a module of its own
+    (one per use), so that methods with modified backward rules (Captum's DeepLIFT, guided
+    backprop, deconvolution) hook each of them.
     """
 
     def __init__(
@@ -111,10 +113,11 @@ class DigitCNN(nn.Module):
             nn.MaxPool2d(2),
         )
         self.last_conv = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
+        self.last_relu = nn.ReLU()
         self.head = nn.Linear(2 * width, num_classes)
 
     def feature_map(self, x: Tensor) -> Tensor:
-        return F.relu(self.last_conv(self.features(x)))
+        return self.last_relu(self.last_conv(self.features(x)))
 
     def classify(self, maps: Tensor) -> Tensor:
         return self.head(maps.amax(dim=(2, 3)))

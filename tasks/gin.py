@@ -34,7 +34,10 @@ class WeightedGINConv(MessagePassing):
 
 class WeightedGIN(nn.Module):
     """``num_layers`` weighted GIN layers; the readout sums each layer's node states per graph
-    (GIN's jumping-knowledge readout) and a linear layer maps them to logits."""
+    (GIN's jumping-knowledge readout) and a linear layer maps them to logits.
+
+    Every ReLU is a module of its own (one per use), so that methods with modified backward rules
+    (Captum's DeepLIFT, guided backprop, deconvolution) hook each of them."""
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, num_classes: int) -> None:
         super().__init__()
@@ -42,11 +45,12 @@ class WeightedGIN(nn.Module):
         self.convs = nn.ModuleList(
             WeightedGINConv(nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Linear(b, b))) for a, b in pairwise(widths)
         )
+        self.relus = nn.ModuleList(nn.ReLU() for _ in range(num_layers))
         self.head = nn.Linear(hidden_channels * num_layers, num_classes)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
         pooled = []
-        for conv in self.convs:
-            x = conv(x, edge_index, edge_weight).relu()
+        for conv, relu in zip(self.convs, self.relus):
+            x = relu(conv(x, edge_index, edge_weight))
             pooled.append(global_add_pool(x, batch))
         return self.head(torch.cat(pooled, dim=1))

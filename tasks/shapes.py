@@ -113,6 +113,8 @@ class ShapesCNN(nn.Module):
 
     Max rather than average pooling: the label sits in one object somewhere in the image, so
     the classifier should respond to its strongest detection, not to the clutter's average.
+    Every ReLU is a module of its own (one per use), so that methods with modified backward rules
+    (Captum's DeepLIFT, guided backprop, deconvolution) hook each of them.
     """
 
     def __init__(self, num_classes: int = len(CLASS_NAMES), width: int = 16) -> None:
@@ -128,10 +130,11 @@ class ShapesCNN(nn.Module):
             nn.MaxPool2d(2),
         )
         self.last_conv = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
+        self.last_relu = nn.ReLU()
         self.head = nn.Linear(2 * width, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(F.relu(self.last_conv(self.features(x))).amax(dim=(2, 3)))
+        return self.head(self.last_relu(self.last_conv(self.features(x))).amax(dim=(2, 3)))
 
 
 @TASKS.register("image/shapes")
