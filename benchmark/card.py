@@ -26,6 +26,13 @@ if TYPE_CHECKING:  # the board reads cards without importing any method code
 CARD_FILE = "method.json"
 #: what a control is a control for; the board compares every method against the ``random`` kind
 CONTROL_KINDS: tuple[str, ...] = ("", "random", "model-independent")
+#: how a method works, as the board groups methods ("" = not declared, e.g. a submission)
+FAMILIES: tuple[str, ...] = ("", "gradient", "perturbation", "surrogate", "attention", "graph-specific", "control")
+#: how its cost grows, per explained sample ("" = not declared)
+COST_CLASSES: tuple[str, ...] = (
+    "", "no model pass", "one pass", "k passes", "one pass per feature", "optimisation per sample",
+    "trained per task",
+)
 #: a method name is one path component a URL, a shell and a filesystem all take as is
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
@@ -54,6 +61,9 @@ class MethodCard:
     code_hash: str = ""
     control: bool = False
     control_kind: str = ""
+    family: str = ""
+    cost_class: str = ""
+    passes: str = ""
     kind: str = "baseline"
     submitted_at: str = ""
     xaiboard_version: str = ""
@@ -79,6 +89,9 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "code_hash": str,
     "control": bool,
     "control_kind": str,
+    "family": str,
+    "cost_class": str,
+    "passes": str,
     "kind": str,
     "submitted_at": str,
     "xaiboard_version": str,
@@ -102,6 +115,9 @@ def validate_card(data: Any, source: str) -> None:
         raise CardError(f"{source}: field 'name' {data['name']!r} is not a valid method name")
     if data.get("control_kind", "") not in CONTROL_KINDS:
         raise CardError(f"{source}: field 'control_kind' must be one of {CONTROL_KINDS}; got {data['control_kind']!r}")
+    for name, allowed in (("family", FAMILIES), ("cost_class", COST_CLASSES)):
+        if data.get(name, "") not in allowed:
+            raise CardError(f"{source}: field '{name}' must be one of {allowed}; got {data[name]!r}")
     if data.get("kind", "baseline") not in KINDS:
         raise CardError(f"{source}: field 'kind' must be one of {KINDS}; got {data['kind']!r}")
     if not all(isinstance(m, str) for m in data.get("modalities", [])):
@@ -128,8 +144,9 @@ def baseline_card(explainer: Explainer) -> MethodCard:
     """The card of a method the harness imports itself (a baseline, a control, a ``--plugin``).
 
     Read off the class: ``description``, ``paper`` and ``authors`` (when it declares them), its
-    modalities and parameters, the control flag, and ``control_kind`` (a control's kind;
-    ``random`` marks the reference every method is tested against). No timestamp, so
+    modalities and parameters, the control flag, ``control_kind`` (a control's kind; ``random``
+    marks the reference every method is tested against), its family, cost class and model
+    passes per explained sample. No timestamp, so
     regenerating the committed baselines rewrites identical cards.
     """
     return MethodCard(
@@ -142,6 +159,9 @@ def baseline_card(explainer: Explainer) -> MethodCard:
         code_hash=explainer.code_hash(),
         control=bool(explainer.control),
         control_kind=explainer.control_kind,
+        family=explainer.family,
+        cost_class=explainer.cost_class,
+        passes=explainer.passes_per_sample(),
         kind="baseline",
         xaiboard_version=xaiboard_version(),
     )

@@ -66,10 +66,12 @@ def main() -> None:
     type=click.Choice(SUITES),
     default="default",
     show_default=True,
-    help="default = the built-in tasks (offline); full = also the hub tasks (downloads data). Ignored with --tasks.",
+    help="default = the built-in tasks (offline) and the default-tier methods; full = also the hub tasks "
+    "(downloads data) and the full-tier methods (LIME, KernelSHAP, RISE: slow on a CPU). "
+    "--tasks and --methods override its tasks and its methods.",
 )
-@click.option("--tasks", help="Comma-separated task names (overrides --suite).")
-@click.option("--methods", help="Comma-separated method names (default: every registered method).")
+@click.option("--tasks", help="Comma-separated task names (overrides --suite's tasks).")
+@click.option("--methods", help="Comma-separated method names (overrides --suite's methods).")
 @click.option("--metrics", help="Comma-separated metric names (default: every registered metric).")
 @click.option("--n", default=64, show_default=True, type=click.IntRange(min=1), help="Samples per task.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for sample choice and randomness.")
@@ -98,7 +100,7 @@ def run_command(
 ) -> None:
     _load_registries(plugins)
     task_names = _names(TASKS, tasks, "--tasks") if tasks else suite_tasks(suite)
-    method_names = _names(METHODS, methods, "--methods")
+    method_names = _names(METHODS, methods, "--methods") if methods else suite_methods(suite)
     metric_names = _names(METRICS, metrics, "--metrics")
     store = ResultStore(writable_results_dir(results_dir or paths.results_dir()))
     _log_to_console(quiet)
@@ -452,6 +454,11 @@ def suite_tasks(suite: str) -> list[str]:
     return [name for name in TASKS.names() if suite == "full" or getattr(TASKS.factory(name), "tier", "built-in") == "built-in"]
 
 
+def suite_methods(suite: str) -> list[str]:
+    """The registered methods of a suite: ``default`` = the default tier, ``full`` = every method."""
+    return [name for name in METHODS.names() if suite == "full" or getattr(METHODS.factory(name), "tier", "default") == "default"]
+
+
 def _names(registry: Registry, given: str | None, option: str) -> list[str]:
     """The comma-separated names, all registered (default: every registered name)."""
     if not given:
@@ -508,8 +515,11 @@ def _method_rows() -> list[dict]:
     rows = []
     for name in METHODS.names():
         method = METHODS.create(name)
-        modalities = ",".join(sorted(method.modalities))
-        rows.append({"name": name, "modalities": modalities, "control": method.control, "description": method.description})
+        rows.append(
+            {"name": name, "family": method.family, "modalities": ",".join(sorted(method.modalities)),
+             "cost_class": method.cost_class, "passes_per_sample": method.passes_per_sample(), "tier": method.tier,
+             "control": method.control, "paper": method.paper, "description": method.description}
+        )
     return rows
 
 

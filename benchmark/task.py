@@ -129,11 +129,20 @@ def source_hash(cls: type) -> str:
     on) changes the hash, so cached explanations and stored results computed by the old code
     are never reused.
     """
-    modules = {inspect.getmodule(base) for base in cls.__mro__ if base.__module__ not in ("builtins", "abc")}
+    return modules_hash({inspect.getmodule(base) for base in cls.__mro__ if base.__module__ not in ("builtins", "abc")})
+
+
+def modules_hash(modules: set[Any]) -> str:
+    """sha256 of the sources of ``modules``, in name order."""
     digest = hashlib.sha256()
     for module in sorted(modules, key=lambda m: m.__name__):
         digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()
+
+
+def model_source_hash(model: nn.Module) -> str:
+    """sha256 of the source of every xaiboard module that defines a layer of ``model``."""
+    return modules_hash({inspect.getmodule(type(m)) for m in model.modules() if type(m).__module__.startswith("xaiboard.")})
 
 
 def parameter_hash(model: nn.Module) -> str:
@@ -223,6 +232,17 @@ class Task(ABC):
         """Reduce attributions over ``GradientSpec.inputs`` to the feature space ``[B, *F]``
         (image: sum over channels; text: sum over the embedding dimension; graph: identity)."""
 
+    def feature_groups(self, inputs: Any) -> Tensor:
+        """Group id of every feature, ``[B, *F]`` (ids ``0..G-1`` per sample): the units that
+        group-wise methods (feature ablation, LIME, KernelSHAP) switch on and off together.
+
+        Each feature is its own group by default (tokens, edges); image tasks group pixels
+        into superpixels. A group's score is spread back to every feature in it.
+        """
+        valid = self.valid_features(inputs)
+        ids = torch.arange(valid[0].numel(), device=valid.device).view(valid.shape[1:])
+        return ids.expand_as(valid)
+
     @abstractmethod
     def model_free_attribution(self, inputs: Any) -> Tensor:
         """A control that never looks at the model: the input's own magnitude per feature."""
@@ -259,12 +279,15 @@ class Task(ABC):
         edited, a model retrained into the plugin's own folder) keeps its version while its data
         or model change; the fingerprint makes caches and stored results miss then instead of
         serving numbers of the old task. ``model`` is the model *as loaded* (its parameters and
-        buffers are hashed), which covers weights wherever they come from; without it, the
-        committed weights file stands in.
+        buffers are hashed), which covers weights wherever they come from, and the source of
+        every xaiboard module that defines one of its layers (a model class may live outside the
+        task's modules, as the GIN does; third-party layers are versioned by their package, which
+        every record carries); without it, the committed weights file stands in.
         """
         digest = hashlib.sha256(source_hash(type(self)).encode())
         digest.update(self.removal_name.encode())
         if model is not None:
+            digest.update(model_source_hash(model).encode())
             digest.update(parameter_hash(model).encode())
         else:
             digest.update(self._weights_bytes())

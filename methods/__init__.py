@@ -1,3 +1,14 @@
 """Built-in explanation methods. Importing this package registers them in ``METHODS``."""
 
-from . import controls, gnnexplainer, gradcam, gradient_shap, gradients, occlusion, propagation  # noqa: F401
+from . import (  # noqa: F401
+    attention,
+    controls,
+    gnnexplainer,
+    gradcam,
+    gradient_shap,
+    gradients,
+    occlusion,
+    propagation,
+    rise,
+    surrogates,
+)

@@ -40,6 +40,15 @@ class Explainer(ABC):
     #: whether the method can explain new inputs; when False (precomputed explanations), metrics
     #: that re-run the method (robustness, sanity) are not applicable
     rerunnable: ClassVar[bool] = True
+    #: how the method works (``benchmark.card.FAMILIES``), for ``xaiboard list methods`` and the board
+    family: ClassVar[str] = ""
+    #: how its cost grows per explained sample (``benchmark.card.COST_CLASSES``)
+    cost_class: ClassVar[str] = ""
+    #: model passes per explained sample, with ``{parameter}`` fields filled from ``params``
+    passes: ClassVar[str] = ""
+    #: ``default``: in every run; ``full``: only with ``--suite full`` or ``--methods`` (too slow
+    #: for the default suite on a CPU)
+    tier: ClassVar[str] = "default"
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -59,6 +68,10 @@ class Explainer(ABC):
 
     def close(self) -> None:
         """Release what the method holds (a sandboxed method's worker process); nothing by default."""
+
+    def passes_per_sample(self) -> str:
+        """``passes`` with the method's parameters filled in, e.g. ``32 forward + backward``."""
+        return self.passes.format(**self.params)
 
     def supports(self, task: Task) -> bool:
         return task.modality in self.modalities

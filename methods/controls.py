@@ -30,6 +30,9 @@ class RandomExplainer(Explainer):
     """
 
     name = "random"
+    family = "control"
+    cost_class = "no model pass"
+    passes = "0"
     control = True
     control_kind = "random"
     description = "Control: uniform random scores, seeded"
@@ -50,6 +53,9 @@ class InputMagnitudeExplainer(Explainer):
     """The task's model-free attribution (the input's own magnitude); never calls the model."""
 
     name = "input_magnitude"
+    family = "control"
+    cost_class = "no model pass"
+    passes = "0"
     control = True
     control_kind = "model-independent"
     description = "Control: input magnitude per feature, model-independent"

@@ -82,6 +82,9 @@ class GNNExplainerExplainer(Explainer):
     """
 
     name = "gnnexplainer"
+    family = "graph-specific"
+    cost_class = "optimisation per sample"
+    passes = "{epochs} forward + backward (one joint fit per batch)"
     paper = "Ying et al., GNNExplainer: Generating Explanations for Graph Neural Networks, NeurIPS 2019"
     modalities = frozenset({"graph"})
     description = "GNNExplainer (Ying et al. 2019), PyG, edge mask, one joint fit per batch"

@@ -21,6 +21,9 @@ from .base import Explainer
 @METHODS.register("gradcam")
 class GradCamExplainer(Explainer):
     name = "gradcam"
+    family = "gradient"
+    cost_class = "one pass"
+    passes = "1 forward + backward"
     paper = "Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization, ICCV 2017"
     modalities = frozenset({"image"})
     description = "Grad-CAM (Selvaraju et al. 2017), Captum LayerGradCam, bilinear upsampling"

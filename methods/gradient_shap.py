@@ -34,6 +34,8 @@ class GradientShapExplainer(CaptumGradientExplainer):
     seeded per call (``seed``), noise ``stdevs`` on the input (Captum's default 0)."""
 
     name = "gradient_shap"
+    cost_class = "k passes"
+    passes = "{n_samples} forward + backward"
     paper = "Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, NeurIPS 2017"
     description = "GradientSHAP (Lundberg & Lee 2017), Captum GradientShap, baseline = all features removed"
 

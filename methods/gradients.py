@@ -1,5 +1,5 @@
 """Gradient baselines: thin wrappers over Captum's Saliency, InputXGradient, Integrated
-Gradients and SmoothGrad.
+Gradients and NoiseTunnel (SmoothGrad, VarGrad).
 
 Every method attributes to the task's continuous gradient input (pixels, token embeddings,
 edge weights; see ``Task.gradient_spec``) and is then pooled to the task's feature space, so
@@ -15,9 +15,10 @@ copies of a batch in one call, and long reviews would not fit even one copy).
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
@@ -46,16 +47,22 @@ def pass_elements(device: torch.device) -> int:
 class CaptumGradientExplainer(Explainer):
     """The shared path: gradient spec -> Captum attribution -> pooled features, padding zeroed.
 
-    Samples are attributed in groups of ``samples_per_call``; every method here but SmoothGrad
-    attributes each sample independently of the others, so the grouping changes float round-off
-    at most.
+    Samples are attributed in groups of ``samples_per_call``; every method here but the noise
+    tunnels attributes each sample independently of the others, so the grouping changes float
+    round-off at most. Captum's notices that it switched on ``requires_grad`` or hooked a
+    module are silenced: they say what every call does.
     """
+
+    family = "gradient"
 
     def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
         spec = task.gradient_spec(model, inputs)
         size = self.samples_per_call(spec)
         groups = [slice(start, start + size) for start in range(0, len(targets), size)]
-        attributions = torch.cat([self.attribute(_sample_rows(spec, g), targets[g]).detach() for g in groups])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Input Tensor .* did not already require gradients", UserWarning)
+            warnings.filterwarnings("ignore", "Setting (forward, )?backward hooks", UserWarning)
+            attributions = torch.cat([self.attribute(_sample_rows(spec, g), targets[g]).detach() for g in groups])
         return task.pool(attributions, inputs).where(task.valid_features(inputs), 0.0)
 
     def samples_per_call(self, spec: GradientSpec) -> int:
@@ -89,6 +96,8 @@ class SaliencyExplainer(CaptumGradientExplainer):
     """Absolute input gradient of the target logit (Simonyan et al., 2014)."""
 
     name = "saliency"
+    cost_class = "one pass"
+    passes = "1 forward + backward"
     paper = "Simonyan et al., Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps, ICLR Workshop 2014"
     description = "|d logit / d input| (Simonyan et al. 2014), Captum Saliency"
 
@@ -103,6 +112,8 @@ class InputXGradientExplainer(CaptumGradientExplainer):
     """Input times gradient (Shrikumar et al., 2016): a first-order Taylor contribution."""
 
     name = "input_x_gradient"
+    cost_class = "one pass"
+    passes = "1 forward + backward"
     paper = "Shrikumar et al., Not Just a Black Box: Learning Important Features Through Propagating Activation Differences, arXiv 2016"
     description = "input * d logit / d input (Shrikumar et al. 2016), Captum InputXGradient"
 
@@ -127,6 +138,8 @@ class IntegratedGradientsExplainer(CaptumGradientExplainer):
     """
 
     name = "integrated_gradients"
+    cost_class = "k passes"
+    passes = "{n_steps} forward + backward"
     paper = "Sundararajan et al., Axiomatic Attribution for Deep Networks, ICML 2017"
     description = "Integrated Gradients (Sundararajan et al. 2017), baseline = all features removed"
 
@@ -152,11 +165,11 @@ class IntegratedGradientsExplainer(CaptumGradientExplainer):
         )
 
 
-@METHODS.register("smoothgrad")
-class SmoothGradExplainer(CaptumGradientExplainer):
-    """SmoothGrad (Smilkov et al., 2017): |gradient| averaged over Gaussian-noised inputs.
+class NoiseTunnelExplainer(CaptumGradientExplainer):
+    """Gradients of Gaussian-noised copies of the input, aggregated by Captum's NoiseTunnel
+    (``nt_type``): their mean |gradient| (SmoothGrad) or their variance (VarGrad).
 
-    The paper sets the noise to ``noise_level * (max - min)`` of the input. Captum's NoiseTunnel
+    The papers set the noise to ``noise_level * (max - min)`` of the input. Captum's NoiseTunnel
     takes one scalar stdev for the whole batch, so to make each sample's noise depend on that
     sample only (explanations must not change with batch composition), Captum is run on the
     rescaled input ``z = x / range`` with ``stdev = noise_level``; the forward maps ``z`` back
@@ -170,9 +183,9 @@ class SmoothGradExplainer(CaptumGradientExplainer):
     place in its call, as it already did on its place in the batch.
     """
 
-    name = "smoothgrad"
-    paper = "Smilkov et al., SmoothGrad: removing noise by adding noise, ICML Workshop 2017"
-    description = "SmoothGrad (Smilkov et al. 2017), Captum NoiseTunnel(Saliency), noise 15% of range"
+    cost_class = "k passes"
+    passes = "{nt_samples} forward + backward"
+    nt_type: ClassVar[Literal["smoothgrad", "vargrad"]]
 
     def __init__(
         self, nt_samples: int = 16, noise_level: float = 0.15, nt_samples_batch_size: int = 16, seed: int = 0
@@ -194,17 +207,40 @@ class SmoothGradExplainer(CaptumGradientExplainer):
         devices = [spec.inputs.device] if spec.inputs.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.params["seed"])
-            gradients = NoiseTunnel(Saliency(rescaled_forward)).attribute(
+            aggregate = NoiseTunnel(Saliency(rescaled_forward)).attribute(
                 spec.inputs / scale,
-                nt_type="smoothgrad",
+                nt_type=self.nt_type,
                 nt_samples=self.params["nt_samples"],
                 nt_samples_batch_size=self.params["nt_samples_batch_size"],
                 stdevs=float(self.params["noise_level"]),
                 target=targets,
-                abs=True,
+                abs=self.nt_type == "smoothgrad",
                 additional_forward_args=(scale, *spec.additional_args),
             )
-        return gradients / scale
+        # a gradient in z is ``scale`` times the gradient in x, its variance ``scale ** 2`` times
+        return aggregate / scale ** (2 if self.nt_type == "vargrad" else 1)
+
+
+@METHODS.register("smoothgrad")
+class SmoothGradExplainer(NoiseTunnelExplainer):
+    """SmoothGrad (Smilkov et al., 2017): |gradient| averaged over Gaussian-noised inputs."""
+
+    name = "smoothgrad"
+    paper = "Smilkov et al., SmoothGrad: removing noise by adding noise, ICML Workshop 2017"
+    description = "SmoothGrad (Smilkov et al. 2017), Captum NoiseTunnel(Saliency), noise 15% of range"
+    nt_type = "smoothgrad"
+
+
+@METHODS.register("vargrad")
+class VarGradExplainer(NoiseTunnelExplainer):
+    """VarGrad (Adebayo et al., 2018): the variance of the (signed) gradient over Gaussian-noised
+    inputs, ``E[g^2] - E[g]^2`` per input element, pooled to features; nonnegative, and 0 for a
+    linear model, whose gradient the noise cannot move."""
+
+    name = "vargrad"
+    paper = "Adebayo et al., Local Explanation Methods for Deep Neural Networks Lack Sensitivity to Parameter Values, ICLR Workshop 2018"
+    description = "VarGrad (Adebayo et al. 2018), Captum NoiseTunnel(Saliency, vargrad), noise 15% of range"
+    nt_type = "vargrad"
 
 
 def _value_range(inputs: Tensor, baselines: Tensor) -> Tensor:

@@ -54,6 +54,9 @@ class ModifiedBackpropExplainer(Explainer):
     """One Captum rule-based attribution, bound to the model of each call."""
 
     modalities = frozenset({"image", "graph"})
+    family = "gradient"
+    cost_class = "one pass"
+    passes = "1 forward + backward"
     rule: ClassVar[type[Attribution]]
     uses_baseline: ClassVar[bool] = False
 
@@ -87,6 +90,7 @@ class DeepLiftExplainer(ModifiedBackpropExplainer):
     paper = "Shrikumar et al., Learning Important Features Through Propagating Activation Differences, ICML 2017"
     description = "DeepLIFT Rescale (Shrikumar et al. 2017), Captum DeepLift, baseline = all features removed"
     modalities = frozenset({"image"})
+    passes = "1 forward + backward over the input and baseline rows together"
     rule = DeepLift
     uses_baseline = True
 

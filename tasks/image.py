@@ -13,6 +13,11 @@ argument recorded as ``removal_name``:
 
 The same baseline is handed to gradient methods (Integrated Gradients' reference input), so
 "removed" means one thing for every method and metric of a task.
+
+Group-wise methods (feature ablation, LIME, KernelSHAP) switch **superpixels** on and off, as
+LIME does for images: SLIC-zero (Achanta et al. 2012, scikit-image's ``slic(slic_zero=True)``,
+which sets the compactness per superpixel, so no intensity-scale parameter is needed) with one
+superpixel per ``SUPERPIXEL_AREA`` pixels (64 on a 32x32 image), on each image as it is.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from xaiboard.benchmark.task import GradientSpec, Task
 
 ImageRemoval = Literal["zero", "mean", "blur"]
 IMAGE_REMOVALS: tuple[ImageRemoval, ...] = ("zero", "mean", "blur")
+#: pixels per superpixel (on average) for group-wise methods
+SUPERPIXEL_AREA = 16
 
 
 def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
@@ -136,6 +143,10 @@ class ImageTask(Task):
     def model_free_attribution(self, inputs: Tensor) -> Tensor:
         return inputs.abs().sum(dim=1)
 
+    def feature_groups(self, inputs: Tensor) -> Tensor:
+        """SLIC-zero superpixels of each image, ``[B, H, W]`` with ids ``0..G-1`` per image."""
+        return superpixels(inputs, SUPERPIXEL_AREA)
+
     def perturb(self, inputs: Tensor, radius: float, generator: torch.Generator) -> Tensor:
         noise = torch.rand(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype)
         return inputs + radius * (2 * noise - 1)
@@ -143,3 +154,27 @@ class ImageTask(Task):
     @abstractmethod
     def cam_layer(self, model: nn.Module) -> nn.Module:
         """The last convolutional layer of the task's model."""
+
+
+def superpixels(images: Tensor, area: int) -> Tensor:
+    """SLIC-zero labels ``[B, H, W]`` for ``[B, C, H, W]`` images, about ``H * W / area``
+    segments each, labels renumbered to ``0..G-1`` (SLIC may return fewer than asked)."""
+    from skimage.segmentation import slic
+
+    pixels = images.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).numpy()
+    segments = max(1, pixels.shape[1] * pixels.shape[2] // area)
+    labels = [
+        torch.from_numpy(slic(image, n_segments=segments, slic_zero=True, start_label=0, channel_axis=-1))
+        for image in pixels
+    ]
+    return _renumber(torch.stack(labels).to(images.device))
+
+
+def _renumber(labels: Tensor) -> Tensor:
+    """Labels per row renumbered to ``0..G-1`` in order of first value."""
+    flat = labels.flatten(1)
+    present = torch.zeros(flat.shape[0], int(flat.max()) + 1, dtype=torch.long, device=flat.device)
+    present.scatter_(1, flat, 1)
+    rank = present.cumsum(dim=1) - 1
+    return rank.gather(1, flat).view_as(labels)
+

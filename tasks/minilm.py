@@ -151,6 +151,29 @@ class MiniLMClassifier(nn.Module):
             inputs_embeds = self.get_input_embeddings()(input_ids)
         return self.head(self.pooled(inputs_embeds, attention_mask))
 
+    def attention_blocks(self, inputs_embeds: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Head-averaged attention per layer ``[layers, B, C, W, W]``, one block per chunk, and
+        the readout ``[B, C, W]``: the head reads the mean of every attended token's state.
+
+        Attention weights need the encoder's eager attention (``sdpa`` returns none); it is
+        switched on for this call only, so every other pass keeps the faster kernel (the two
+        agree to ~5e-6 on the hidden states).
+        """
+        b, length, dim = inputs_embeds.shape
+        width = min(length, self.window)
+        x, mask = inputs_embeds.reshape(-1, width, dim), attention_mask.reshape(-1, width)
+        rows = mask.any(dim=1).nonzero().flatten()
+        kernel = self.encoder.config._attn_implementation
+        self.encoder.set_attn_implementation("eager")
+        try:
+            out = self.encoder(inputs_embeds=x[rows], attention_mask=mask[rows], output_attentions=True)
+        finally:
+            self.encoder.set_attn_implementation(kernel)
+        layers = torch.zeros(len(out.attentions), b * (length // width), width, width, dtype=x.dtype, device=x.device)
+        layers[:, rows] = torch.stack([a.mean(dim=1) for a in out.attentions])
+        readout = attention_mask.to(x.dtype) / attention_mask.sum(dim=1, keepdim=True).clamp(min=1)
+        return layers.view(len(out.attentions), b, -1, width, width), readout.view(b, -1, width)
+
 
 class MiniLMTask(TextTask):
     """Base of the MiniLM hub tasks: subclasses say where the texts come from and how to train."""

@@ -99,6 +99,15 @@ class TextClassifier(nn.Module):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.bert.get_input_embeddings()
 
+    def attention_blocks(self, inputs_embeds: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Head-averaged attention of every layer ``[layers, B, 1, L, L]`` (one block: the whole
+        sequence) and the readout ``[B, 1, L]``: the classifier reads ``[CLS]`` (position 0)."""
+        out = self.bert.bert(inputs_embeds=inputs_embeds, attention_mask=attention_mask, output_attentions=True)
+        layers = torch.stack([a.mean(dim=1) for a in out.attentions]).unsqueeze(2)
+        readout = torch.zeros_like(attention_mask, dtype=layers.dtype)
+        readout[:, 0] = 1.0
+        return layers, readout.unsqueeze(1)
+
     def randomisation_blocks(self) -> list[tuple[str, nn.Module]]:
         """MPRT's cascade, output side first: classifier, pooler (it feeds the classifier from
         ``[CLS]``), then ``encoder_blocks``."""
@@ -195,6 +204,15 @@ class TextTask(Task):
 
     def predict(self, model: nn.Module, model_inputs: TextInputs) -> Tensor:
         return model(inputs_embeds=self.embeddings(model, model_inputs), attention_mask=model_inputs.attention_mask)
+
+    def attention_blocks(self, model: nn.Module, inputs: TextInputs) -> tuple[Tensor, Tensor]:
+        """What attention-based methods read: the model's head-averaged attention per layer
+        ``[layers, B, C, W, W]`` over ``C`` blocks of ``W`` positions (a model that encodes
+        chunks separately has one block per chunk; position ``c * W + w`` of the sequence is
+        ``(c, w)``), and the readout ``[B, C, W]``, the weight with which the classifier reads each
+        position's last-layer state (``[CLS]``: one-hot; mean pooling: uniform)."""
+        with torch.no_grad():
+            return model.attention_blocks(self.embeddings(model, inputs), inputs.attention_mask)
 
     # ---- what explainers need ------------------------------------------------------------
     def gradient_spec(self, model: nn.Module, inputs: TextInputs) -> GradientSpec:

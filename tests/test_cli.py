@@ -95,6 +95,9 @@ def test_list(plugin):
     assert toy.split()[:5] == ["toy/linear", "1", "image", "built-in", "zero"] and "planted block" in toy
     methods = invoke(["list", "methods", "--plugin", plugin]).output
     assert "test-cli-magnitude" in methods and "input magnitude, for CLI tests" in methods
+    ig = next(line for line in methods.splitlines() if line.startswith("integrated_gradients "))
+    assert ig.split()[1:3] == ["gradient", "graph,image,text"] and "k passes" in ig and "32 forward + backward" in ig
+    assert "Sundararajan et al." in ig
     metrics = invoke(["list", "metrics", "--plugin", plugin]).output
     row = next(line for line in metrics.splitlines() if line.startswith("test-cli-top1"))
     assert row.split()[:3] == ["test-cli-top1", "user_proxy", "higher"] and "{'k': 1}" in row and "test only" in row

@@ -11,11 +11,12 @@ from torch_geometric.explain.algorithm import GNNExplainer
 from torch_geometric.nn import GCNConv
 
 from toy_task import ToyTask
+from xaiboard.benchmark.card import COST_CLASSES, FAMILIES, baseline_card
 from xaiboard.benchmark.cost import count_passes
 from xaiboard.benchmark.device import chunk_rows
 from xaiboard.benchmark.registry import METHODS
 from xaiboard.benchmark.task import GraphCall, Task, TaskCard
-from xaiboard.methods import controls, gradcam, gradients, occlusion  # noqa: F401  (register)
+from xaiboard.methods import controls, gnnexplainer, gradcam, gradient_shap, gradients, occlusion, propagation  # noqa: F401
 from xaiboard.methods.gnnexplainer import BatchedGNNExplainer
 from xaiboard.tasks.ba_shapes import BAShapesTask
 from xaiboard.tasks.planted_text import PlantedText
@@ -369,3 +370,15 @@ def test_code_hash_is_stable_and_tracks_params(name):
         changed = METHODS.create(name, **{key: value + "x" if isinstance(value, str) else value + 1})
         assert changed.code_hash() != METHODS.create(name).code_hash()
     assert factory.name == name and factory.description
+
+
+@pytest.mark.parametrize("name", BUILTIN_METHODS)
+def test_every_method_says_what_it_is_and_costs(name):
+    """Family, cost class, passes per sample and paper: what ``xaiboard list methods`` and the
+    method's card show (controls cite no paper)."""
+    method = METHODS.create(name)
+    assert method.family in FAMILIES[1:] and method.cost_class in COST_CLASSES[1:]
+    assert method.passes_per_sample() and "{" not in method.passes_per_sample()
+    assert (method.family == "control") == method.control and (method.control or method.paper)
+    card = baseline_card(method)
+    assert (card.family, card.cost_class, card.passes) == (method.family, method.cost_class, method.passes_per_sample())

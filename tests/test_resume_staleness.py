@@ -166,3 +166,18 @@ def test_records_carry_the_number_of_samples_really_evaluated(tmp_path, caplog):
     assert all(len(r.sample_ids) == available == r.summary.n + r.summary.n_nan for r in records)
     warnings = [m for m in caplog.messages if "graph/ba-shapes has only" in m]
     assert len(warnings) == 1 and f"evaluating {available}" in warnings[0]
+
+
+def test_fingerprint_tracks_model_code_outside_the_task_module(monkeypatch):
+    """The GIN lives in ``tasks/gin.py``, not in the task's modules: editing it must still make
+    stored results and cached explanations of every GIN task stale."""
+    import inspect
+
+    import xaiboard.tasks.gin as gin
+
+    task = TASKS.create("graph/ba-2motifs")
+    model = task.model()
+    before = task.fingerprint(model)
+    real = inspect.getsource
+    monkeypatch.setattr(inspect, "getsource", lambda obj: real(obj) + ("\n# edited" if obj is gin else ""))
+    assert task.fingerprint(model) != before
