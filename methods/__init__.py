@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     gradcam,
     gradient_shap,
     gradients,
+    normgrad,
     occlusion,
     propagation,
     rise,

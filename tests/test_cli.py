@@ -167,6 +167,15 @@ def test_suites_split_built_in_from_hub_tasks(plugin):
     assert all(cli.TASKS.factory(name).tier == "hub" for name in set(full) - set(default))
 
 
+def test_suites_split_method_tiers(plugin):
+    """``--suite default`` leaves out the full-tier methods (and keeps a plugin's, default tier)."""
+    invoke(["list", "methods", "--plugin", plugin])
+    default, full = cli.suite_methods("default"), cli.suite_methods("full")
+    assert {"lime", "kernel_shap", "rise"} <= set(full) - set(default)
+    assert "saliency" in default and "test-cli-magnitude" in default
+    assert all(cli.METHODS.factory(name).tier == "full" for name in set(full) - set(default))
+
+
 def test_task_show_prints_the_card(plugin):
     result = invoke(["task", "show", "toy/hub", "--plugin", plugin])
     lines = dict(line.split(None, 1) for line in result.output.strip().splitlines() if len(line.split(None, 1)) == 2)
