@@ -3,10 +3,13 @@
 from . import (  # noqa: F401
     attention,
     controls,
+    fastdnx,
     gnnexplainer,
+    goat,
     gradcam,
     gradient_shap,
     gradients,
+    graph_gradcam,
     normgrad,
     occlusion,
     propagation,
