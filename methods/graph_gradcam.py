@@ -46,7 +46,16 @@ def embedding_module(model: nn.Module) -> nn.Module:
 
 @METHODS.register("graph_gradcam")
 class GraphGradCamExplainer(Explainer):
-    """Grad-CAM on the last node-embedding layer, per-sample channel weights, edge = mean of endpoints."""
+    """Grad-CAM on the last node-embedding layer, per-sample channel weights, edge = mean of endpoints.
+
+    Tier ``full`` although it costs one pass: under a randomised head its ReLU often zeroes every
+    node of every sample (with constant node features all embeddings point alike, so ``α · F``
+    has one sign), and MPRT, undefined on a constant map, then has no sample to score (measured
+    on graph/tree-cycles: 64 of 64 maps constant after the head is randomised), which the
+    default suite records as an error.
+    """
+
+    tier = "full"
 
     name = "graph_gradcam"
     family = "gradient"
