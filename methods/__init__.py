@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     gnnexplainer,
     goat,
     gradcam,
+    gradcampp,
     gradient_shap,
     gradients,
     graph_gradcam,
@@ -15,5 +16,6 @@ from . import (  # noqa: F401
     occlusion,
     propagation,
     rise,
+    scorecam,
     surrogates,
 )
