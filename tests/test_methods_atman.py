@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from method_checks import assert_well_formed_and_deterministic
 from torch import Tensor, nn
 from transformers import BertConfig
 
@@ -91,15 +92,12 @@ def test_no_suppression_scores_zero_and_the_hooks_are_removed():
 
 
 def test_atman_on_planted_text():
-    """Right shape, finite, zero on padding and [CLS]/[SEP], identical on a second call, and the
-    planted evidence is where the model loses the most."""
-    task = PlantedText()
+    """The explanation contract (zero on padding and [CLS]/[SEP] too), and the planted evidence
+    is where the model loses the most."""
+    task, method = PlantedText(), METHODS.create("atman")
+    assert_well_formed_and_deterministic(method, task)
     model, batch = task.model(), task.samples("test", 8, seed=1)
-    method = METHODS.create("atman")
     scores = method.explain(model, batch.inputs, batch.targets, task)
-    assert scores.shape == batch.valid.shape and torch.isfinite(scores).all()
-    assert (scores[~batch.valid] == 0).all()
-    assert torch.equal(scores, method.explain(model, batch.inputs, batch.targets, task))
     top = scores.argmax(dim=1)
     assert batch.ground_truth[torch.arange(8), top].float().mean() >= 0.5
 

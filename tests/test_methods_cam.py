@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from hub_offline import offline_hub
+from method_checks import assert_well_formed_and_deterministic
 from mirror_image import MNIST_COPY, build_mnist_mirror
 from torch import Tensor, nn
 
@@ -84,14 +85,11 @@ def mnist(tmp_path_factory):
 @pytest.mark.parametrize("task_name", ["image/shapes", "image/digits", "image/digit-grid", "image/mnist"])
 @pytest.mark.parametrize("name", ["gradcam_pp", "scorecam"])
 def test_cam_methods_on_the_image_tasks(task_name, name, request):
-    """Right shape, finite, nonnegative, not all zero, identical on a second call (images have
-    no padding: every pixel is valid). A sample's map may be all zero: it is the ReLU of a
-    combination of the last convolution's pre-ReLU activations, as Grad-CAM's is; on
+    """The explanation contract, and nonnegative. A sample's map may be all zero: it is the ReLU
+    of a combination of the last convolution's pre-ReLU activations, as Grad-CAM's is; on
     image/digits those are mostly negative and most Score-CAM (and Grad-CAM) maps are zero."""
     task = request.getfixturevalue("mnist") if task_name == "image/mnist" else TASKS.create(task_name)
-    model, batch = task.model(), task.samples("test", 4, seed=0)
     method = METHODS.create(name)
-    scores = method.explain(model, batch.inputs, batch.targets, task)
-    assert scores.shape == batch.valid.shape and torch.isfinite(scores).all() and (scores >= 0).all()
-    assert scores.amax() > 0
-    assert torch.equal(scores, method.explain(model, batch.inputs, batch.targets, task))
+    assert_well_formed_and_deterministic(method, task)
+    model, batch = task.model(), task.samples("test", 4, seed=0)
+    assert (method.explain(model, batch.inputs, batch.targets, task) >= 0).all()
