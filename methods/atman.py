@@ -63,7 +63,6 @@ class AtManExplainer(Explainer):
     paper = "Deiseroth et al., AtMan: Understanding Transformer Predictions Through Memory Efficient Attention Manipulation, NeurIPS 2023"
     description = "AtMan (Deiseroth et al. 2023): pre-softmax attention to one token x (1 - f), f = 0.9; target cross-entropy change"
     #: not on the committed board until its baselines are regenerated; ``full`` keeps the board complete
-    tier = "full"
 
     def __init__(self, suppression: float = 0.9) -> None:
         super().__init__(suppression=suppression)

@@ -40,7 +40,6 @@ class ScoreCamExplainer(CamExplainer):
     paper = "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, CVPR Workshops 2020"
     description = "Score-CAM (Wang et al. 2020), torchcam ScoreCAM on the CAM layer, bilinear upsampling"
     #: not on the committed board until its baselines are regenerated; ``full`` keeps the board complete
-    tier = "full"
 
     def layer_map(self, model: nn.Module, layer: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
         spec = task.gradient_spec(model, inputs)
