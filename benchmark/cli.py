@@ -441,6 +441,42 @@ def bench_command(
         click.echo(f"markdown: {markdown}")
 
 
+@main.command("scaling", help="Estimate a suite's wall time on N workers from the per-pair costs in its records.")
+@click.option("--results-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The records to read (default: the repository's submissions/).")
+@click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1), help="Seeds per pair.")
+@click.option("--workers", default="1,2,4,8,16,32,64,128", show_default=True, help="Comma-separated worker counts.")
+@click.option("--overhead-s", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds added to every pair (a worker loading its task and model).")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1), help="Longest pairs to list.")
+@click.option("--extrapolate", "extra",
+              help="METHOD=FORWARD_PASSES,... per sample for methods without records, e.g. lime=256,rise=500: "
+              "estimated per task from its random and occlusion pairs (see benchmark/scaling.py).")
+def scaling_command(results_dir: Path | None, seeds: int, workers: str, overhead_s: float, top: int,
+                    extra: str | None) -> None:
+    from .scaling import by_task, estimate, extrapolate, pair_costs
+
+    store = ResultStore(results_dir or paths.submissions_dir())
+    records, errors = store.records()
+    pairs = pair_costs(records)
+    if not pairs:
+        first = f" ({len(errors)} unreadable, e.g. {errors[0]})" if errors else ""
+        raise click.ClickException(f"no readable records under {store.root}{first}")
+    counts = [int(n) for n in workers.split(",")]
+    click.echo(f"{len(records)} records ({len(errors)} unreadable) in {len(pairs)} (task, method) pairs under {store.root}")
+    if extra:
+        passes = {name.strip(): float(value) for name, _, value in (item.partition("=") for item in extra.split(","))}
+        estimated = extrapolate(pairs, passes)
+        click.echo(f"plus {len(estimated)} extrapolated pairs of {', '.join(passes)}")
+        pairs = sorted([*pairs, *estimated], key=lambda p: p.seconds, reverse=True)
+    click.echo("\nper task (seconds of one seed):\n" + _markdown(by_task(pairs).round(1)))
+    longest = pd.DataFrame([{"task": p.task, "method": p.method, "explain_s": p.explain_s, "metrics_s": p.metrics_s,
+                             "seconds": p.seconds} for p in pairs[:top]])
+    click.echo(f"\nlongest pairs (the critical path):\n{_markdown(longest.round(1))}")
+    table = estimate(pairs, counts, seeds, overhead_s).round(3)
+    click.echo(f"\n{seeds} seed(s), {overhead_s:g} s overhead per pair:\n{_markdown(table)}")
+
+
 @main.command("leaderboard", help="Open the Streamlit leaderboard over a results folder.")
 @click.option(
     "--results-dir",
