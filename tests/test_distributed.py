@@ -15,7 +15,9 @@ import xaiboard.tasks  # noqa: F401
 from xaiboard.benchmark.cache import ExplanationCache
 from xaiboard.benchmark.cli import main
 from xaiboard.benchmark.registry import load_plugin
+from xaiboard.benchmark.card import read_card
 from xaiboard.benchmark.runner import run
+from xaiboard.benchmark.sandbox import sandbox_unavailable
 from xaiboard.benchmark.store import ResultStore
 
 ray = pytest.importorskip("ray")
@@ -133,6 +135,41 @@ def test_killed_worker_is_retried_and_a_method_that_always_dies_becomes_error_re
     assert "its worker died 2 time(s)" in died[0].error
     stored, errors = store.records()
     assert not errors and len(stored) == 6  # the driver wrote every record, errors included
+
+
+#: a submitted method: |gradient| of the target logit, pooled to the task's features
+SUBMISSION = '''
+import torch
+
+from xaiboard.methods.base import Explainer
+
+
+class GradMagnitude(Explainer):
+    name = "grad-magnitude"
+    modalities = frozenset({"image"})
+    description = "absolute gradient"
+
+    def explain(self, model, inputs, targets, task):
+        x = inputs.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(x).gather(1, targets[:, None]).sum(), x)
+        return task.pool(grad.abs(), inputs)
+'''
+
+
+@pytest.mark.slow
+def test_submit_runs_its_sandboxed_method_in_ray_workers(local_ray, tmp_path, monkeypatch):
+    source = tmp_path / "grad_magnitude.py"
+    source.write_text(SUBMISSION)
+    monkeypatch.setenv("XAIBOARD_CACHE", str(tmp_path / "cache"))
+    args = ["submit", str(source), "--name", "grad-ray", "--tasks", "image/digits", "--metrics", "complexity,sparseness",
+            "--n", "4", "--results-dir", str(tmp_path / "board"), "--executor", "ray", "--quiet"]
+    unconfined = ["--unsafe-no-sandbox"] if sandbox_unavailable() else []
+    outcome = CliRunner().invoke(main, [*args, *unconfined], catch_exceptions=False)
+    assert outcome.exit_code == 0, outcome.output
+    card = read_card(tmp_path / "board" / "grad-ray" / "method.json")
+    records, errors = ResultStore(tmp_path / "board").records()
+    assert not errors and [r.status for r in records] == ["ok", "ok"]
+    assert {r.method_hash for r in records} == {card.code_hash}  # the worker hashed the same file
 
 
 def test_serial_run_does_not_import_ray(tmp_path):
