@@ -62,7 +62,6 @@ class AtManExplainer(Explainer):
     passes = "1 forward per token (attention to it scaled by 1 - {suppression}) + 1"
     paper = "Deiseroth et al., AtMan: Understanding Transformer Predictions Through Memory Efficient Attention Manipulation, NeurIPS 2023"
     description = "AtMan (Deiseroth et al. 2023): pre-softmax attention to one token x (1 - f), f = 0.9; target cross-entropy change"
-    #: not on the committed board until its baselines are regenerated; ``full`` keeps the board complete
 
     def __init__(self, suppression: float = 0.9) -> None:
         super().__init__(suppression=suppression)

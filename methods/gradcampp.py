@@ -46,7 +46,6 @@ class GradCamPlusPlusExplainer(CamExplainer):
     passes = "1 forward + backward"
     paper = "Chattopadhay, Sarkar, Howlader and Balasubramanian, Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep Convolutional Networks, WACV 2018"
     description = "Grad-CAM++ (Chattopadhay et al. 2018), closed form with the exponential output, bilinear upsampling"
-    #: not on the committed board until its baselines are regenerated; ``full`` keeps the board complete
 
     def layer_map(self, model: nn.Module, layer: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
         (activations,), (gradients,) = layer_outputs_and_gradients(model, inputs, targets, task, [layer])
