@@ -27,8 +27,10 @@ from xaiboard.tasks.benzene import DenseGIN, DenseGraphs
 
 NodeExplainer = Callable[[DenseGIN, DenseGraphs, Tensor, int], Tensor]
 #: GraphXAI's integrated gradients: 40 intervals from the zero baseline, trapezoid rule
-#: (41 gradient evaluations), which is Captum's ``riemann_trapezoid`` with 41 points
+#: (41 gradient evaluations), which is Captum's ``riemann_trapezoid`` with 41 points up to scale:
+#: Captum's trapezoid weights are 1/(2n), 1/n, ..., 1/(2n) for n points and sum to (n-1)/n, not 1
 IG_POINTS = 41
+IG_WEIGHT_SUM = (IG_POINTS - 1) / IG_POINTS
 
 
 class LossOutput(nn.Module):
@@ -77,7 +79,7 @@ def loss_integrated_gradients(model: DenseGIN, graphs: DenseGraphs, targets: Ten
         graphs.x, baselines=torch.zeros_like(graphs.x), target=targets, additional_forward_args=(graphs.adj, graphs.mask),
         n_steps=IG_POINTS, method="riemann_trapezoid",
     )
-    return _node_sum(attributions, graphs)
+    return _node_sum(attributions / IG_WEIGHT_SUM, graphs)
 
 
 def positive_loss_gradient(model: DenseGIN, graphs: DenseGraphs, targets: Tensor, seed: int) -> Tensor:
