@@ -22,6 +22,7 @@ from xaiboard.benchmark.reproductions.base import Measured, Published, Reproduct
 from xaiboard.benchmark.reproductions.graphxai_benzene import gef, top_share_removed
 from xaiboard.benchmark.reproductions.node_attribution import BOARD_EXPLAINERS, PAPER_EXPLAINERS, loss_gradient, loss_integrated_gradients
 from xaiboard.benchmark.reproductions.sanity_checks import CLAIMS, CONTRAST_ROW
+from xaiboard.benchmark.registry import TASKS
 from xaiboard.tasks.benzene import DenseGIN, DenseGraphs, data_dir
 
 FLOAT_TOL = 1e-5  # float32 rounding of a softmax and sums over < 30 terms; the values are exact
@@ -195,3 +196,27 @@ def test_sanity_checks_quick_table_and_claims(tmp_path):
     curve = next(r for r in record["rows"] if r["method"] == "saliency" and r["evidence"])["evidence"]["curve"]
     assert curve["layers"] == ["head", "last_conv", "features.3", "features.0"] and len(curve["ssim"]) == 4
     assert (tmp_path / "reproductions" / "sanity-checks.png").stat().st_size > 0
+
+
+def test_pooled_auc_is_one_for_the_ground_truth_and_half_for_a_constant():
+    from xaiboard.benchmark.reproductions.gnnexplainer_table1 import pooled_auc
+
+    task = TASKS.create("graph/ba-shapes")
+    data, nodes = task.data, [400, 405]
+    assert pooled_auc(lambda d, node: d.edge_mask.float(), data, nodes) == 1.0
+    assert pooled_auc(lambda d, node: torch.ones(d.num_edges), data, nodes) == 0.5
+
+
+def test_gnnexplainer_table1_quick_table(tmp_path, monkeypatch):
+    """The table's structure at a tiny size: the gradient baseline only, 2 nodes, 20 epochs."""
+    from xaiboard.benchmark.reproductions import gnnexplainer_table1 as table1
+
+    monkeypatch.setattr(table1, "METHODS_UNDER_TEST", {"gradient": table1.gradient})
+    monkeypatch.setattr(table1, "QUICK_NODES", 2)
+    monkeypatch.setattr(table1, "QUICK_EPOCHS", 20)
+    record = run_reproduction(REPRODUCTIONS.create("gnnexplainer-table1"), 1, True, tmp_path, progress=False, log=lambda _: None)
+    rows = {(r["method"], r["metric"]): r for r in record["rows"]}
+    assert set(rows) == {(m, f"AUC {d}") for m in ("gnnexplainer", "gradient") for d in ("BA-Shapes", "Tree-Cycles")} | {
+        ("model accuracy", "BA-Shapes"), ("model accuracy", "Tree-Cycles")}
+    assert rows[("gnnexplainer", "AUC BA-Shapes")]["verdict"] == "skipped"  # not run here
+    assert 0 <= rows[("gradient", "AUC Tree-Cycles")]["ours_mean"] <= 1 and rows[("gradient", "AUC BA-Shapes")]["paper"] == "0.882"

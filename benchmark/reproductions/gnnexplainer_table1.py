@@ -11,7 +11,8 @@ Protocol, as the paper and its code (RexYing/gnn-model-explainer) define it:
 - explained nodes: the paper code's ranges, BA-Shapes 400, 405, ..., 695 and Tree-Cycles 511,
   517, ..., 865 (one node per motif position cycle);
 - metric: ROC AUC of the edge scores against the ground truth, pooled over the edges of every
-  explained node's 3-hop computation subgraph;
+  explained node's 3-hop computation subgraph; as in the paper's code, the node is explained on
+  that subgraph (the model run on it alone);
 - methods: GNNExplainer (PyG's, its defaults: 100 epochs, lr 0.01, the paper's size and entropy
   coefficients) and the gradient baseline ("Grad": absolute gradient of the node's log-probability
   w.r.t. each edge's weight); each node's
@@ -103,13 +104,21 @@ def gradient(model: nn.Module) -> EdgeScorer:
 METHODS_UNDER_TEST: dict[str, Callable[[nn.Module], EdgeScorer]] = {"gnnexplainer": gnnexplainer, "gradient": gradient}
 
 
+def computation_graph(data: Data, node: int) -> tuple[Data, int]:
+    """The node's 3-hop computation subgraph, relabelled, and the node's index in it: the paper's
+    code explains a node on this subgraph (``extract_neighborhood``), not on the whole graph."""
+    subset, edge_index, mapping, edge_mask = k_hop_subgraph(node, HOPS, data.edge_index, relabel_nodes=True, num_nodes=data.num_nodes)
+    return Data(x=data.x[subset], edge_index=edge_index, edge_mask=data.edge_mask[edge_mask]), int(mapping)
+
+
 def pooled_auc(scorer: EdgeScorer, data: Data, nodes: Sequence[int]) -> float:
-    """ROC AUC of edge scores vs ground truth, pooled over each node's 3-hop subgraph edges."""
+    """ROC AUC of edge scores vs ground truth, pooled over the edges of every node's 3-hop
+    computation subgraph."""
     scores, truth = [], []
     for node in nodes:
-        in_graph = k_hop_subgraph(node, HOPS, data.edge_index, num_nodes=data.num_nodes)[3]
-        scores.append(scorer(data, node)[in_graph].abs())
-        truth.append(data.edge_mask[in_graph])
+        sub, center = computation_graph(data, node)
+        scores.append(scorer(sub, center).abs())
+        truth.append(sub.edge_mask)
     return float(roc_auc_score(torch.cat(truth).numpy(), torch.cat(scores).numpy()))
 
 
