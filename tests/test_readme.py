@@ -43,7 +43,7 @@ def test_readme_plugin_example_runs(tmp_path):
     assert min(auroc.values()) > 0.55 and sum(v > 0.9 for v in auroc.values()) >= len(auroc) - 1, auroc
 
 
-WRITERS = {"run": ("--results-dir", "results"), "reproduce": ("--results-dir", "results"), "submit": ("--results-dir", None),
+WRITERS = {"run": ("--results-dir", "results"), "submit": ("--results-dir", None),
            "train-model": ("--out", None), "export-samples": ("--out", None)}
 
 
