@@ -73,7 +73,12 @@ class DenseGraphs:
 
 class DenseGIN(nn.Module):
     """GraphXAI's Benzene GIN: three ``GINConv(Linear)`` layers (hidden 32) each followed by a
-    ReLU, mean pooling over atoms, a linear head; dense so that batches are ``[B, N, F]``."""
+    ReLU, pooling over atoms, a linear head; dense so that batches are ``[B, N, F]``.
+
+    ``pool="mean"`` is the model class's ``global_mean_pool`` (accuracy .900 on all 12,000 graphs);
+    ``pool="add"`` is the model as the authors' evaluation scripts ran it: their dummy
+    ``batch=torch.tensor([0])`` makes PyG's ``global_mean_pool`` return the sum (.893).
+    """
 
     def __init__(self, in_channels: int = NUM_ATOM_TYPES, hidden: int = HIDDEN, num_classes: int = 2, pool: Pool = "mean") -> None:
         super().__init__()
