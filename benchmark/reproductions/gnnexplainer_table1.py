@@ -18,8 +18,8 @@ Protocol, as the paper and its code (RexYing/gnn-model-explainer) define it:
   w.r.t. each edge's weight); each node's
   explanation is its own fit, as in the paper (GNNExplainer's optimisation is per instance).
 
-Deviation: PyG's ``GCNConv`` normalises the adjacency symmetrically with self-loops, where the
-paper's code adds self-loops without normalisation; everything else follows the paper.
+The convolutions sum over the raw adjacency as the paper's code's ``GraphConv`` (``adj @ x @ W``);
+its optional self term and embedding normalisation are not reproduced.
 Seeds re-train the model and re-initialise the explainer.
 """
 
@@ -54,9 +54,14 @@ QUICK_NODES, QUICK_EPOCHS = 4, 200
 
 
 def concat_gcn(in_channels: int, num_classes: int) -> nn.Module:
-    """The paper's GCN: 3 GCN layers of width 20, ReLU after each, all three concatenated into
-    one linear layer (PyG's jumping knowledge ``cat``)."""
-    return GCN(in_channels, RECIPE["hidden"], RECIPE["layers"], num_classes, jk="cat")
+    """The paper's GCN: 3 graph convolutions of width 20 over the raw adjacency (``A x W``, no
+    degree normalisation: PyG's ``GCNConv(normalize=False)``), ReLU after each, all three
+    concatenated into one linear layer (PyG's jumping knowledge ``cat``).
+
+    Measured (seed 0, 1,000 epochs): with PyG's default symmetric normalisation the model cannot
+    learn Tree-Cycles from constant features (accuracy .52: normalisation hides the degrees);
+    over the raw adjacency it reaches .999 (BA-Shapes: .90 vs .93)."""
+    return GCN(in_channels, RECIPE["hidden"], RECIPE["layers"], num_classes, jk="cat", normalize=False)
 
 
 def train(data: Data, num_classes: int, seed: int, epochs: int) -> nn.Module:
@@ -144,6 +149,12 @@ class GNNExplainerTable1(Reproduction):
     )
     default_seeds = 5
     tolerance = 0.05
+    known_gaps = {
+        "gradient": "to be explained: our gradient baseline scores higher on BA-Shapes than the paper's; the "
+        "paper does not define its Grad baseline beyond 'gradient-based saliency'",
+        "gnnexplainer": "on Tree-Cycles both explainers stay far below the paper although the model is accurate "
+        "(.999); not yet explained (explained nodes, edge direction and motif attachment are the candidates)",
+    }
 
     def measure(self, seeds: Sequence[int], quick: bool, progress: bool, out_dir: Path) -> dict[tuple[str, str], Measured]:
         measured: dict[tuple[str, str], Measured] = {}
