@@ -53,6 +53,42 @@ DEVICE = click.option(
     type=click.Choice(["auto", "cpu", "cuda"]),
     help="auto = CUDA when torch sees a GPU, else CPU.",
 )
+EXECUTOR_OPTIONS = (
+    click.option(
+        "--executor",
+        type=click.Choice(["serial", "ray"]),
+        default="serial",
+        show_default=True,
+        help="serial = every pair in this process; ray = each (task, method, seed) pair as a Ray task "
+        '(pip install -e ".[ray]"); only this process writes results either way.',
+    ),
+    click.option(
+        "--address",
+        help="With --executor ray: auto = the running cluster (ray start --head), ray://HOST:PORT = Ray Client; "
+        "default: a Ray instance started on this machine.",
+    ),
+    click.option(
+        "--worker-threads",
+        default=1,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="With --executor ray: torch threads, and Ray CPUs, per pair.",
+    ),
+    click.option(
+        "--max-retries",
+        default=2,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="With --executor ray: retries of a pair whose worker died, before it becomes error records.",
+    ),
+)
+
+
+def executor_options(command):
+    """The ``--executor`` options that ``run`` and ``submit`` share."""
+    for option in reversed(EXECUTOR_OPTIONS):
+        command = option(command)
+    return command
 
 
 @click.group(help="xaiboard: benchmark explanation methods and show them on a leaderboard.")
@@ -84,6 +120,7 @@ def main() -> None:
 )
 @click.option("--quiet", is_flag=True, help="No progress bars or skip notes.")
 @click.option("--force", is_flag=True, help="Recompute every pair, ignoring stored results and cached explanations.")
+@executor_options
 @PLUGIN
 def run_command(
     suite: str,
@@ -96,9 +133,14 @@ def run_command(
     results_dir: Path | None,
     quiet: bool,
     force: bool,
+    executor: str,
+    address: str | None,
+    worker_threads: int,
+    max_retries: int,
     plugins: Sequence[Path],
 ) -> None:
     _load_registries(plugins)
+    chosen = _executor(executor, address, worker_threads, max_retries)
     task_names = _names(TASKS, tasks, "--tasks") if tasks else suite_tasks(suite)
     method_names = _names(METHODS, methods, "--methods") if methods else suite_methods(suite)
     metric_names = _names(METRICS, metrics, "--metrics")
@@ -116,6 +158,7 @@ def run_command(
             cache=ExplanationCache(),
             progress=not quiet,
             force=force,
+            executor=chosen,
         )
     table = results_table(records)
     click.echo(table.to_string() if not table.empty else "no results (nothing applicable)")
@@ -154,23 +197,26 @@ def run_command(
 @click.option("--unsafe-no-sandbox", is_flag=True,
               help="Run without Landlock where the kernel lacks it (time and memory limits still apply).")
 @click.option("--quiet", is_flag=True, help="No progress bars or skip notes.")
+@executor_options
 @PLUGIN
 def submit_command(source: str | None, name: str, precomputed: Path | None, suite: str, tasks: str | None,
                    metrics: str | None, n: int, seed: int, device: str, results_dir: Path | None, overwrite: bool,
                    card_file: Path | None, time_budget: float, memory_mb: int, unsafe_no_sandbox: bool, quiet: bool,
+                   executor: str, address: str | None, worker_threads: int, max_retries: int,
                    plugins: Sequence[Path], **card_fields: str | None) -> None:
     from .submit import SubmissionRejected, check_name
 
     _load_registries(plugins)
     if (source is None) == (precomputed is None):
         raise click.UsageError("give either FILE.py[:Class] or --precomputed DIR")
+    chosen = _executor(executor, address, worker_threads, max_retries)
     root = writable_results_dir(results_dir or paths.submissions_dir())
     _log_to_console(quiet)
     try:
         check_name(name, root, METHODS.names(), overwrite)
         records = _submit(source, name, precomputed, tasks, suite, metrics, n, seed, _device(device), root, overwrite,
                           _card(card_file, name, card_fields), SandboxPolicy(time_budget, memory_mb, unsafe_no_sandbox),
-                          plugins, quiet)
+                          plugins, quiet, chosen)
     except SubmissionRejected as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"published {name}: card {root / name / CARD_FILE}, records under {root / name / 'results'}")
@@ -178,7 +224,8 @@ def submit_command(source: str | None, name: str, precomputed: Path | None, suit
     _exit_on_errors(records)
 
 
-def _submit(source, name, precomputed, tasks, suite, metrics, n, seed, device, root, overwrite, card, policy, plugins, quiet):
+def _submit(source, name, precomputed, tasks, suite, metrics, n, seed, device, root, overwrite, card, policy, plugins, quiet,
+            executor):
     """The submit pipeline (``benchmark/submit.py``); every refusal is a ``SubmissionRejected``."""
     from .precomputed import PrecomputedError, PrecomputedExplainer, precomputed_setting
     from .sandbox import SandboxedExplainer, SubmissionError
@@ -202,7 +249,8 @@ def _submit(source, name, precomputed, tasks, suite, metrics, n, seed, device, r
         smoke_check(explainer, claimed, device, seed)
         card = submission_card(card, explainer, kind)
         with logging_redirect_tqdm():
-            return run_and_publish(explainer, card, claimed, metric_names, root, n, seed, device, progress=not quiet)
+            return run_and_publish(explainer, card, claimed, metric_names, root, n, seed, device, progress=not quiet,
+                                   executor=executor)
 
 
 def rank_summary(root: Path, method: str) -> str:
@@ -393,6 +441,42 @@ def bench_command(
         click.echo(f"markdown: {markdown}")
 
 
+@main.command("scaling", help="Estimate a suite's wall time on N workers from the per-pair costs in its records.")
+@click.option("--results-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The records to read (default: the repository's submissions/).")
+@click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1), help="Seeds per pair.")
+@click.option("--workers", default="1,2,4,8,16,32,64,128", show_default=True, help="Comma-separated worker counts.")
+@click.option("--overhead-s", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds added to every pair (a worker loading its task and model).")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1), help="Longest pairs to list.")
+@click.option("--extrapolate", "extra",
+              help="METHOD=FORWARD_PASSES,... per sample for methods without records, e.g. lime=256,rise=500: "
+              "estimated per task from its random and occlusion pairs (see benchmark/scaling.py).")
+def scaling_command(results_dir: Path | None, seeds: int, workers: str, overhead_s: float, top: int,
+                    extra: str | None) -> None:
+    from .scaling import by_task, estimate, extrapolate, pair_costs
+
+    store = ResultStore(results_dir or paths.submissions_dir())
+    records, errors = store.records()
+    pairs = pair_costs(records)
+    if not pairs:
+        first = f" ({len(errors)} unreadable, e.g. {errors[0]})" if errors else ""
+        raise click.ClickException(f"no readable records under {store.root}{first}")
+    counts = [int(n) for n in workers.split(",")]
+    click.echo(f"{len(records)} records ({len(errors)} unreadable) in {len(pairs)} (task, method) pairs under {store.root}")
+    if extra:
+        passes = {name.strip(): float(value) for name, _, value in (item.partition("=") for item in extra.split(","))}
+        estimated = extrapolate(pairs, passes)
+        click.echo(f"plus {len(estimated)} extrapolated pairs of {', '.join(passes)}")
+        pairs = sorted([*pairs, *estimated], key=lambda p: p.seconds, reverse=True)
+    click.echo("\nper task (seconds of one seed):\n" + _markdown(by_task(pairs).round(1)))
+    longest = pd.DataFrame([{"task": p.task, "method": p.method, "explain_s": p.explain_s, "metrics_s": p.metrics_s,
+                             "seconds": p.seconds} for p in pairs[:top]])
+    click.echo(f"\nlongest pairs (the critical path):\n{_markdown(longest.round(1))}")
+    table = estimate(pairs, counts, seeds, overhead_s).round(3)
+    click.echo(f"\n{seeds} seed(s), {overhead_s:g} s overhead per pair:\n{_markdown(table)}")
+
+
 @main.command("leaderboard", help="Open the Streamlit leaderboard over a results folder.")
 @click.option(
     "--results-dir",
@@ -450,6 +534,19 @@ def writable_results_dir(root: Path) -> Path:
     except OSError as exc:
         raise click.ClickException(f"results folder {root} cannot be written: {exc.strerror or exc}") from None
     return root
+
+
+def _executor(name: str, address: str | None, threads: int, retries: int):
+    """``None`` (the runner's serial executor) or a Ray executor; ray is imported only here."""
+    if name == "serial":
+        if address is not None:
+            raise click.BadParameter("--address needs --executor ray", param_hint="--address")
+        return None
+    try:
+        from .distributed import RayExecutor
+    except ImportError as exc:
+        raise click.ClickException(f'--executor ray needs the ray extra: pip install -e ".[ray]" ({exc})') from None
+    return RayExecutor(address, threads, retries)
 
 
 def _log_to_console(quiet: bool) -> None:

@@ -55,6 +55,8 @@ class Registry(Generic[T]):
 TASKS: Registry = Registry("task")
 METHODS: Registry = Registry("method")
 METRICS: Registry = Registry("metric")
+#: start of the module name a plugin file is imported under
+PLUGIN_PREFIX = "xaiboard_plugin_"
 
 
 def load_plugin(path: Path | str) -> ModuleType:
@@ -65,7 +67,12 @@ def load_plugin(path: Path | str) -> ModuleType:
     plugin unpickles in the other. A plugin that fails to import leaves no half module behind.
     """
     path = Path(path).resolve()
-    name = "xaiboard_plugin_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    return import_file(PLUGIN_PREFIX + hashlib.sha256(str(path).encode()).hexdigest()[:12], path)
+
+
+def import_file(name: str, path: Path) -> ModuleType:
+    """Import the file ``path`` as module ``name``, once per process; a file that fails to
+    import leaves no half module behind."""
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)

@@ -8,6 +8,11 @@ failures are visible on the board rather than silently missing. A (task, method)
 results are all stored (same task version, method hash, seed, n and metric parameters) is
 skipped, so a killed run resumes where it stopped; "all stored" means stored for the same task
 code, model parameters, method code, samples and metric code, so nothing stale is reused.
+
+Who computes the pairs is an executor's choice: :class:`SerialExecutor` runs them in this
+process, task by task; ``distributed.RayExecutor`` sends each (task, method, seed) pair to a
+Ray worker. Both plan with :meth:`Run.plan` (which also does the resume check) and compute a
+pair with :meth:`Run.pair`, and only this process, the driver, writes to the result store.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ import json
 import logging
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import torch
@@ -47,6 +52,15 @@ class InvalidExplanation(ValueError):
     """An explainer returned something that is not a finite ``[B, *F]`` float tensor."""
 
 
+class Executor(Protocol):
+    """Computes the pairs of a run; the serial executor and ``distributed.RayExecutor`` are two."""
+
+    def execute(self, job: Run, tasks: list[Task], methods: list[Explainer], metrics: list[Metric]) -> list[ResultRecord]:
+        """Every record of ``tasks`` x ``methods`` x ``metrics``: stored ones read back, the rest
+        computed and written to ``job.store`` by this (the driver's) process."""
+        ...
+
+
 def run(
     tasks: Sequence[Task | str],
     methods: Sequence[Explainer | str],
@@ -59,6 +73,7 @@ def run(
     progress: bool = True,
     force: bool = False,
     card: Callable[[Explainer], MethodCard] = baseline_card,
+    executor: Executor | None = None,
 ) -> list[ResultRecord]:
     """Evaluate every method on every task with every metric; write and return the records.
 
@@ -67,9 +82,10 @@ def run(
     the same task (version and fingerprint), method hash, seed, samples and metric (code and
     parameters) are skipped and explanations come from the cache, unless ``force`` recomputes
     everything. Each evaluated method's card (``card(explainer)``) is written beside its records.
+    ``executor`` computes the pairs (default: :class:`SerialExecutor`, in this process).
     """
     device = resolve_device(device) if isinstance(device, str) else device
-    job = _Run(
+    job = Run(
         n=n,
         seed=seed,
         device=device,
@@ -80,13 +96,27 @@ def run(
         force=force,
         card=card,
     )
-    methods = _instances(METHODS, methods)
-    metrics = _instances(METRICS, metrics)
-    records: list[ResultRecord] = []
-    with tqdm(total=len(tasks) * len(methods), desc="task x method", disable=not progress) as bar:
-        for task in _instances(TASKS, tasks):
-            records.extend(job.task(task, methods, metrics, bar))
-    return records
+    chosen = executor if executor is not None else SerialExecutor()
+    return chosen.execute(job, _instances(TASKS, tasks), _instances(METHODS, methods), _instances(METRICS, metrics))
+
+
+class SerialExecutor:
+    """Every pair in this process, task by task: a task's model, batch and memo are loaded once
+    and shared by all its methods."""
+
+    def execute(self, job: Run, tasks: list[Task], methods: list[Explainer], metrics: list[Metric]) -> list[ResultRecord]:
+        records: list[ResultRecord] = []
+        with tqdm(total=len(tasks) * len(methods), desc="task x method", disable=not job.progress) as bar:
+            for task in tasks:
+                plan = job.plan(task, methods, metrics)
+                records.extend(plan.done)
+                bar.update(len(methods) - len(plan.todo))
+                task_memo: dict = {}
+                for work in plan.todo:
+                    bar.set_postfix_str(f"{task.name} / {work.explainer.name}")
+                    records.extend(job.pair(work, plan.loaded, task_memo))
+                    bar.update()
+        return records
 
 
 def results_table(records: Sequence[ResultRecord]) -> pd.DataFrame:
@@ -98,11 +128,37 @@ def results_table(records: Sequence[ResultRecord]) -> pd.DataFrame:
 
 
 @dataclass
-class _Run:
+class PairWork:
+    """One (task, method, seed) pair with the metrics it still lacks: the unit an executor runs.
+
+    ``pair`` holds the record fields the planning process saw (for error records written there).
+    """
+
+    task: Task
+    explainer: Explainer
+    metrics: list[Metric]
+    pair: dict[str, Any]
+
+
+@dataclass
+class TaskPlan:
+    """A task after the resume check: its loaded model and batch, the stored (or load-error)
+    records, and the pairs still to compute."""
+
+    loaded: _Loaded
+    done: list[ResultRecord]
+    todo: list[PairWork]
+
+
+@dataclass
+class Run:
+    """The settings of one run, and the steps every executor shares."""
+
     n: int
     seed: int
     device: torch.device
-    store: ResultStore
+    #: where records go; ``None`` in a Ray worker, which returns its records to the driver
+    store: ResultStore | None
     cache: ExplanationCache
     progress: bool
     device_name: str
@@ -112,31 +168,36 @@ class _Run:
     #: the counter of the metric being computed, which sandboxed re-explanations report into
     metering: Cost | None = None
 
-    def task(self, task: Task, methods: list[Explainer], metrics: list[Metric], bar: tqdm) -> list[ResultRecord]:
+    def plan(self, task: Task, methods: list[Explainer], metrics: list[Metric]) -> TaskPlan:
+        """Load ``task``, write each supporting method's card, and split its pairs into the
+        records already stored and the work still to do (all of it under ``force``)."""
         applicable = [m for m in metrics if _applies(m, task)]
         supported = [e for e in methods if _supports(e, task)]
-        bar.update(len(methods) - len(supported))
         if not applicable or not supported:
-            return []
+            return TaskPlan(_Loaded.nothing(), [], [])
         try:
             loaded = self.load(task)
         except Exception as exc:
             message = f"loading {task.name} failed: {type(exc).__name__}: {exc}"
-            return self.fail_all(task, supported, applicable, message)
-        task_memo: dict = {}
-        records: list[ResultRecord] = []
+            return TaskPlan(_Loaded.nothing(), self.fail_all(task, supported, applicable, message), [])
+        done: list[ResultRecord] = []
+        todo: list[PairWork] = []
         for explainer in supported:
-            bar.set_postfix_str(f"{task.name} / {explainer.name}")
             self.store.write_card(self.card(explainer))
             pair = self.pair_fields(task, explainer, loaded)
-            done, missing = ([], applicable) if self.force else self.stored(pair, applicable)
-            records.extend(done)
+            found, missing = ([], applicable) if self.force else self.stored(pair, applicable)
+            done.extend(found)
             if missing:
-                records.extend(self.pair(task, explainer, missing, pair, loaded, task_memo))
+                todo.append(PairWork(task, explainer, missing, pair))
             else:
                 log.info("skip %s on %s: all results already stored", explainer.name, task.name)
-            bar.update()
-        return records
+        return TaskPlan(loaded, done, todo)
+
+    def compute(self, work: PairWork) -> list[ResultRecord]:
+        """One pair on its own, as a Ray worker runs it: load the task here, then :meth:`pair`.
+        The record fields come from this load, so they say what this process computed."""
+        loaded = self.load(work.task)
+        return self.pair(replace(work, pair=self.pair_fields(work.task, work.explainer, loaded)), loaded, {})
 
     def load(self, task: Task) -> _Loaded:
         """The task's model and evaluation batch, and the fingerprint of the model as loaded."""
@@ -183,16 +244,9 @@ class _Run:
                 missing.append(metric)
         return found, missing
 
-    def pair(
-        self,
-        task: Task,
-        explainer: Explainer,
-        metrics: list[Metric],
-        pair: dict[str, Any],
-        loaded: _Loaded,
-        task_memo: dict,
-    ) -> list[ResultRecord]:
+    def pair(self, work: PairWork, loaded: _Loaded, task_memo: dict) -> list[ResultRecord]:
         """Explain once and evaluate every metric; a method failure fails every metric."""
+        task, explainer, metrics, pair = work.task, work.explainer, work.metrics, work.pair
         try:
             entry = self.explanation(task, explainer, loaded)
         except Exception as exc:
@@ -285,7 +339,12 @@ class _Run:
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **outcome,
         )
-        self.store.write(record)
+        return self.keep(record)
+
+    def keep(self, record: ResultRecord) -> ResultRecord:
+        """Store ``record`` unless this is a Ray worker (no store), whose driver stores it."""
+        if self.store is not None:
+            self.store.write(record)
         return record
 
 

@@ -421,6 +421,11 @@ class SandboxedExplainer(Explainer):
         self._worker = None
         self._model_ref = self._model_signature = None
 
+    def __reduce__(self) -> tuple:
+        """Pickled as the recipe that starts it, not its process: a Ray worker that unpickles
+        it starts a sandboxed worker of its own (the file is read again at the same path there)."""
+        return SandboxedExplainer, (self.source, self.class_name, self.policy, self._plugins, self.name, self._requested)
+
     def __enter__(self) -> SandboxedExplainer:
         return self
 

@@ -33,7 +33,7 @@ from .cache import ExplanationCache
 from .card import NAME_PATTERN, MethodCard, xaiboard_version
 from .metric import Metric
 from .record import ResultRecord
-from .runner import InvalidExplanation, checked_explanation, run
+from .runner import Executor, InvalidExplanation, checked_explanation, run
 from .sandbox import SubmissionError
 from .store import ResultStore
 from .task import Task
@@ -131,14 +131,16 @@ def run_and_publish(
     seed: int,
     device: torch.device,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> list[ResultRecord]:
-    """Run every metric into a staging folder under ``root``, then move it to ``root/<name>``."""
+    """Run every metric into a staging folder under ``root``, then move it to ``root/<name>``
+    (``executor``: who computes the pairs, as in ``runner.run``; this process writes)."""
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{explainer.name}-"))
     try:
         store = ResultStore(staging)
         records = run(tasks, [explainer], metrics, n=n, seed=seed, device=device, store=store,
-                      cache=ExplanationCache(), progress=progress, card=lambda _: card)
+                      cache=ExplanationCache(), progress=progress, card=lambda _: card, executor=executor)
         _publish(staging / explainer.name, root / explainer.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,15 +1,21 @@
 """Built-in explanation methods. Importing this package registers them in ``METHODS``."""
 
 from . import (  # noqa: F401
+    atman,
     attention,
     controls,
+    fastdnx,
     gnnexplainer,
+    goat,
     gradcam,
+    gradcampp,
     gradient_shap,
     gradients,
+    graph_gradcam,
     normgrad,
     occlusion,
     propagation,
     rise,
+    scorecam,
     surrogates,
 )

@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 from abc import ABC, abstractmethod
+from types import ModuleType
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -77,10 +78,36 @@ class Explainer(ABC):
         return task.modality in self.modalities
 
     def code_hash(self) -> str:
-        """Hash of the method's source module and parameters: the cache and result key."""
-        source = inspect.getsource(inspect.getmodule(type(self)))
+        """Hash of the method's source, the method modules it builds on, and its parameters.
+
+        The cache and result key. A method that imports a base class or helper from another
+        method module (``gradient_shap`` from ``gradients``) computes with that module's code
+        too, so editing the helper must invalidate its results as well.
+        """
+        own = inspect.getmodule(type(self))
+        helpers = sorted(method_dependencies(own) - {own}, key=lambda m: m.__name__)
+        source = "".join(inspect.getsource(m) for m in [own, *helpers])
         blob = source + json.dumps(self.params, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def __repr__(self) -> str:
         return f"<Explainer {self.name} {self.params}>"
+
+
+def method_dependencies(module: ModuleType) -> set[ModuleType]:
+    """``module`` and every ``xaiboard.methods`` module it draws names from, transitively.
+
+    The interface module (this one) is left out: it defines no computation.
+    """
+    found, todo = {module}, [module]
+    while todo:
+        for value in vars(todo.pop()).values():
+            source = value if isinstance(value, ModuleType) else inspect.getmodule(value)
+            name = getattr(source, "__name__", "")
+            if name.startswith(_METHODS_PACKAGE) and name != __name__ and source not in found:
+                found.add(source)
+                todo.append(source)
+    return found
+
+
+_METHODS_PACKAGE = __name__.rsplit(".", 1)[0] + "."

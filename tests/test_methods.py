@@ -360,6 +360,23 @@ def test_gnnexplainer_batched_fit_equals_per_sample_fits(graphs, monkeypatch):
 BUILTIN_METHODS = [n for n in METHODS.names() if METHODS.factory(n).__module__.startswith("xaiboard.methods")]
 
 
+def test_code_hash_tracks_the_method_modules_a_method_builds_on(monkeypatch):
+    """``gradient_shap`` computes with ``gradients``' base class: editing that module (simulated
+    by changing what ``inspect.getsource`` reads for it) must change gradient_shap's hash, and
+    must leave a method that does not import it (``occlusion``) alone."""
+    import inspect
+
+    shap, occ = METHODS.create("gradient_shap"), METHODS.create("occlusion")
+    before = shap.code_hash(), occ.code_hash()
+    real = inspect.getsource
+
+    def edited(obj):
+        return real(obj) + "# edited" if obj is gradients else real(obj)
+
+    monkeypatch.setattr(inspect, "getsource", edited)
+    assert shap.code_hash() != before[0] and occ.code_hash() == before[1]
+
+
 @pytest.mark.parametrize("name", BUILTIN_METHODS)
 def test_code_hash_is_stable_and_tracks_params(name):
     factory = METHODS.factory(name)

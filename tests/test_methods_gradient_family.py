@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from method_checks import assert_well_formed_and_deterministic
 from xaiboard.benchmark.registry import METHODS, TASKS
 from xaiboard.benchmark.task import Task
 import xaiboard.tasks  # noqa: F401  (register the built-in tasks)
@@ -147,10 +148,4 @@ def test_new_gradient_methods_on_every_declared_modality(task_name, name):
     if not method.supports(task):
         assert name not in ALL_MODALITIES and (task.modality == "text" or name == "deeplift")
         return
-    model, batch = task.model(), task.samples("test", 4, seed=0)
-    scores = method.explain(model, batch.inputs, batch.targets, task)
-    assert scores.shape == batch.valid.shape
-    assert torch.isfinite(scores).all()
-    assert (scores[~batch.valid] == 0).all()
-    assert scores.abs().sum() > 0
-    assert torch.equal(scores, method.explain(model, batch.inputs, batch.targets, task))
+    assert_well_formed_and_deterministic(method, task)
