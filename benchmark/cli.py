@@ -494,6 +494,37 @@ def leaderboard_command(results_dir: Path | None) -> None:
     sys.exit(completed.returncode)
 
 
+@main.command("reproduce", help="Rerun a published table on our harness: `reproduce list`, or `reproduce NAME`.")
+@click.argument("name", metavar="NAME|list")
+@click.option("--seeds", type=click.IntRange(min=1), help="Seeds to average over (default: the reproduction's).")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the record goes, under reproductions/ (default: ./results, or $XAIBOARD_RESULTS).")
+@click.option("--quick", is_flag=True, help="A tiny size (one seed unless --seeds, few samples): checks the table, not the numbers.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def reproduce_command(name: str, seeds: int | None, results_dir: Path | None, quick: bool, quiet: bool) -> None:
+    from .reproductions import REPRODUCTIONS, format_rows, run_reproduction
+
+    if name == "list":
+        frame = pd.DataFrame(
+            [{"name": n, "paper": r.paper, "table": r.table, "seeds": r.default_seeds, "runs here": r().unavailable() or "yes"}
+             for n, r in ((n, REPRODUCTIONS.factory(n)) for n in REPRODUCTIONS.names())]
+        )
+        click.echo(_left_aligned(frame))
+        return
+    try:
+        repro = REPRODUCTIONS.create(name)
+    except KeyError as exc:
+        raise click.ClickException(exc.args[0]) from None
+    if (why := repro.unavailable()) is not None:
+        raise click.ClickException(f"{name} cannot run here: {why}")
+    root = writable_results_dir(results_dir or paths.results_dir())
+    record = run_reproduction(repro, seeds or (1 if quick else repro.default_seeds), quick, root, progress=not quiet,
+                              log=lambda line: click.echo(line, err=True))
+    click.echo(f"{repro.paper}, {repro.table}; {record['seeds']} seed(s), {record['seconds']:.0f} s")
+    click.echo(format_rows(record["rows"]))
+    click.echo(f"record: {root / 'reproductions' / (name + '.json')}")
+
+
 def writable_results_dir(root: Path) -> Path:
     """``root``, created if needed, after checking a file can be written there (before any work)."""
     try:

@@ -82,7 +82,7 @@ def invoke(args, env=None):
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["run"], ["submit"], ["export-samples"], ["bench"], ["list"], ["train-model"], ["leaderboard"], ["task", "show"],
+    [[], ["run"], ["submit"], ["export-samples"], ["bench"], ["list"], ["train-model"], ["leaderboard"], ["task", "show"], ["reproduce"],
      ["scaling"]],
 )
 def test_every_command_has_help(command):

@@ -1,0 +1,194 @@
+"""A reproduction: a published table rerun on our harness, the paper's number beside ours.
+
+Published numbers for explainers are hard to reproduce (which samples are scored, which
+checkpoint, which sign convention), so a reproduction is a *declared protocol*: the data, the
+model, the samples scored, the metric as the paper defines it, the seeds, and the published
+numbers with their table id and the tolerance we hold ourselves to. Running it measures every
+(method, metric) cell once per seed and gives each a verdict:
+
+- ``within the paper's spread``: the paper reports a spread (a std over its seeds) and our mean
+  is inside it;
+- ``within tolerance``: our mean is within the reproduction's stated tolerance;
+- ``holds`` / ``fails``: for qualitative claims (a curve decays, another stays high);
+- ``off``: neither, with the reproduction's reason for the gap;
+- ``skipped``: a method the protocol names by registry name is not registered here.
+
+A run is written as one JSON record per reproduction (``<results>/reproductions/<name>.json``),
+atomically, so a board page can read it; plots a reproduction draws go beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_write_text
+from ..environment import versions
+from ..registry import METHODS, Registry
+
+REPRODUCTIONS: Registry = Registry("reproduction")
+RECORD_FOLDER = "reproductions"
+RECORD_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Published:
+    """One cell of the paper's table: a number (``value``, with the paper's own ``spread`` if it
+    gives one) or a qualitative ``claim`` whose check the reproduction supplies."""
+
+    method: str
+    metric: str
+    table: str
+    value: float | None = None
+    spread: float | None = None
+    claim: str = ""
+
+
+@dataclass
+class Measured:
+    """What a run measured for one cell: one value per seed, plus evidence (a distribution test,
+    a curve) and, for claims, whether the claim held."""
+
+    values: list[float] = field(default_factory=list)
+    holds: bool | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    """One printed and recorded line: paper vs ours and the verdict."""
+
+    method: str
+    metric: str
+    table: str
+    paper: str
+    ours_mean: float | None
+    ours_std: float | None
+    difference: float | None
+    verdict: str
+    reason: str = ""
+    values: list[float] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class Reproduction(ABC):
+    """Subclasses declare the protocol as class attributes and implement ``measure``."""
+
+    name: str
+    paper: str
+    table: str
+    data: str
+    model: str
+    samples: str
+    metric: str
+    published: tuple[Published, ...]
+    #: registry names of the board's methods the protocol needs (skipped when absent)
+    registry_methods: tuple[str, ...] = ()
+    default_seeds: int = 3
+    #: absolute difference to the paper's value that still counts as reproduced
+    tolerance: float = 0.03
+    #: why a cell may be off, by method (shown with an ``off`` verdict)
+    known_gaps: dict[str, str] = {}
+
+    def unavailable(self) -> str | None:
+        """Why the reproduction cannot run here (missing data), or ``None``."""
+        return None
+
+    def skipped_methods(self) -> dict[str, str]:
+        """Methods the protocol names by registry name that are not registered here."""
+        return {m: f"method {m!r} is not registered (not on this branch yet)" for m in self.registry_methods if m not in METHODS}
+
+    @abstractmethod
+    def measure(self, seeds: Sequence[int], quick: bool, progress: bool, out_dir: Path) -> dict[tuple[str, str], Measured]:
+        """Measure every (method, metric) cell for every seed; ``quick`` runs a tiny size (tests).
+        Plots go into ``out_dir``."""
+
+    def protocol(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("paper", "table", "data", "model", "samples", "metric", "tolerance")}
+
+
+def verdict(cell: Published, got: Measured | None, tolerance: float, gap: str) -> Row:
+    """Compare one measured cell with the published one."""
+    paper = cell.claim if cell.value is None else _paper_text(cell)
+    base = {"method": cell.method, "metric": cell.metric, "table": cell.table, "paper": paper}
+    if got is None or not got.values:
+        return Row(**base, ours_mean=None, ours_std=None, difference=None, verdict="skipped", reason=gap)
+    mean, std = float(np.mean(got.values)), float(np.std(got.values))
+    measured = {"ours_mean": mean, "ours_std": std, "values": got.values, "evidence": got.evidence}
+    if cell.value is None:
+        held = bool(got.holds)
+        return Row(**base, **measured, difference=None, verdict="holds" if held else "fails", reason="" if held else gap)
+    diff = mean - cell.value
+    if cell.spread is not None and abs(diff) <= cell.spread:
+        return Row(**base, **measured, difference=diff, verdict="within the paper's spread")
+    if abs(diff) <= tolerance:
+        return Row(**base, **measured, difference=diff, verdict="within tolerance")
+    return Row(**base, **measured, difference=diff, verdict="off", reason=gap or "no known protocol difference")
+
+
+def _paper_text(cell: Published) -> str:
+    return f"{cell.value:.3f}" + (f" ± {cell.spread:.3f}" if cell.spread is not None else "")
+
+
+def run_reproduction(
+    repro: Reproduction, seeds: int, quick: bool, results_dir: Path, progress: bool = True, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Measure, compare, write the record; returns the record."""
+    out_dir = results_dir / RECORD_FOLDER
+    skipped = repro.skipped_methods()
+    for method, why in skipped.items():
+        log(f"skip {method}: {why}")
+    start = time.perf_counter()
+    measured = repro.measure(list(range(seeds)), quick, progress, out_dir)
+    seconds = time.perf_counter() - start
+    rows = [
+        verdict(cell, measured.get((cell.method, cell.metric)), repro.tolerance, skipped.get(cell.method) or repro.known_gaps.get(cell.method, ""))
+        for cell in repro.published
+    ]
+    rows += [_extra_row(key, got) for key, got in measured.items() if key not in {(c.method, c.metric) for c in repro.published}]
+    record = {
+        "schema": RECORD_SCHEMA,
+        "name": repro.name,
+        "protocol": repro.protocol(),
+        "seeds": seeds,
+        "quick": quick,
+        "seconds": seconds,
+        "versions": versions(),
+        "rows": [asdict(r) for r in rows],
+    }
+    atomic_write_text(out_dir / f"{repro.name}.json", json.dumps(record, indent=1, default=_jsonable))
+    return record
+
+
+def _extra_row(key: tuple[str, str], got: Measured) -> Row:
+    """A cell the paper has no number for (our convention beside the paper's)."""
+    mean, std = float(np.mean(got.values)), float(np.std(got.values))
+    return Row(method=key[0], metric=key[1], table="", paper="—", ours_mean=mean, ours_std=std, difference=None,
+               verdict="ours only", values=got.values, evidence=got.evidence)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def format_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """The printed table: method, metric, paper, ours (mean ± std), difference, verdict."""
+    lines = [("method", "metric", "paper", "ours", "diff", "verdict")]
+    for r in rows:
+        ours = "—" if r["ours_mean"] is None else f"{r['ours_mean']:.3f} ± {r['ours_std']:.3f}"
+        diff = "" if r["difference"] is None or math.isnan(r["difference"]) else f"{r['difference']:+.3f}"
+        lines.append((r["method"], r["metric"], r["paper"], ours, diff, r["verdict"] + (f" ({r['reason']})" if r["reason"] else "")))
+    widths = [max(len(line[i]) for line in lines) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line[:5], widths)) + "  " + line[5] for line in lines)
