@@ -44,7 +44,7 @@ def test_readme_plugin_example_runs(tmp_path):
 
 
 WRITERS = {"run": ("--results-dir", "results"), "submit": ("--results-dir", None),
-           "train-model": ("--out", None), "export-samples": ("--out", None)}
+           "train-model": ("--out", None), "export-samples": ("--out", None), "reproduce": ("--results-dir", "results")}
 
 
 def usage_commands() -> list[list[str]]:
