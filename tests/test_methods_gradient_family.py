@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from xaiboard.benchmark.registry import METHODS, TASKS
 from xaiboard.benchmark.task import Task
 import xaiboard.tasks  # noqa: F401  (register the built-in tasks)
+from method_checks import assert_well_formed
 from xaiboard.methods import gradient_shap, gradients, propagation  # noqa: F401  (register)
 
 FLOAT_TOL = 1e-5  # float32 rounding of sums over 16-64 terms; the rules are exact here
@@ -148,9 +149,4 @@ def test_new_gradient_methods_on_every_declared_modality(task_name, name):
         assert name not in ALL_MODALITIES and (task.modality == "text" or name == "deeplift")
         return
     model, batch = task.model(), task.samples("test", 4, seed=0)
-    scores = method.explain(model, batch.inputs, batch.targets, task)
-    assert scores.shape == batch.valid.shape
-    assert torch.isfinite(scores).all()
-    assert (scores[~batch.valid] == 0).all()
-    assert scores.abs().sum() > 0
-    assert torch.equal(scores, method.explain(model, batch.inputs, batch.targets, task))
+    assert_well_formed(method, task, model, batch)
