@@ -110,9 +110,9 @@ class GradientFormStudent(Student):
     predicted from ``x`` and ``x - b`` by a convolutional ``trunk``.
 
     A feature equal to its removal baseline scores 0, as it does under every removal-based
-    teacher (IG, DeepLIFT, GradientSHAP, occlusion, KernelSHAP: removing it changes nothing);
-    measured on image/digits, a free offset per feature fitted IG worse, since its noise breaks
-    the teacher's exact zeros on the background.
+    teacher (IG, DeepLIFT, GradientSHAP, occlusion, KernelSHAP: removing it changes nothing).
+    A free per-feature offset on top was tried first and dropped: the teacher's exact zeros
+    where ``x = b`` (a zero background) become the offset's noise, which ranks them at random.
 
     ``channel_dim`` is the axis of the gradient input that the task pools over (image: the
     colour channels, ``ImageTask.pool``; text: the embedding, ``TextTask.pool``).
@@ -336,7 +336,7 @@ class AmortisedExplainer(Explainer):
             return None
 
     def train(self, model: nn.Module, task: Task, path: Path) -> Student:
-        """Teacher attributions on the train samples, then the full-batch fit; stored at ``path``."""
+        """Teacher attributions on the train samples, then the fit; stored at ``path``."""
         p = self.params
         device = _device(model)
         with torch.enable_grad(), torch.random.fork_rng(devices=_cuda(device)):

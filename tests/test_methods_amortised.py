@@ -99,6 +99,20 @@ def test_a_changed_model_gets_its_own_student(teacher_calls):
     assert not torch.allclose(original, flipped)
 
 
+def test_a_student_first_needed_inside_inference_mode_is_trained_and_loaded_as_usual(tmp_path, monkeypatch, teacher_calls):
+    """Metrics re-explain under ``torch.inference_mode``; training and loading must not inherit it."""
+    task = ToyTask()
+    model = task.model()
+    batch = task.samples("test", 4, seed=1)
+    expected = AmortisedExplainer(**QUICK).explain(model, batch.inputs, batch.targets, task)
+    monkeypatch.setenv("XAIBOARD_CACHE", str(tmp_path / "other"))
+    with torch.inference_mode():
+        trained = AmortisedExplainer(**QUICK).explain(model, batch.inputs, batch.targets, task)
+        loaded = AmortisedExplainer(**QUICK).explain(model, batch.inputs, batch.targets, task)
+    assert torch.equal(trained, expected) and torch.equal(loaded, expected)
+    assert len(teacher_calls) == 2
+
+
 def test_an_unreadable_cached_student_is_retrained(teacher_calls, cache):
     task = ToyTask()
     model = task.model()
