@@ -44,6 +44,13 @@ def teacher_calls(monkeypatch) -> list[int]:
     return calls
 
 
+@pytest.fixture
+def toy():
+    """The toy task, its linear model and 4 test samples."""
+    task = ToyTask()
+    return task, task.model(), task.samples("test", 4, seed=1)
+
+
 def linear_ig(model: nn.Module, x: Tensor, targets: Tensor) -> Tensor:
     """``x * w_target`` per pixel: the toy model's IG from the zero baseline, in closed form."""
     weights = (model.conv.weight.view(1, 2, 1, 1) * model.fc.weight.view(2, 2, 4, 4)).sum(dim=1)
@@ -71,10 +78,8 @@ def test_student_reproduces_the_integrated_gradients_of_a_linear_model():
         torch.testing.assert_close(method.explain(model, x, targets, task), expected, atol=1e-2, rtol=0)
 
 
-def test_student_is_trained_once_then_served_from_memory_and_disk(teacher_calls, cache):
-    task = ToyTask()
-    model = task.model()
-    batch = task.samples("test", 4, seed=1)
+def test_student_is_trained_once_then_served_from_memory_and_disk(toy, teacher_calls, cache):
+    task, model, batch = toy
     first = AmortisedExplainer(**QUICK)
     scores = first.explain(model, batch.inputs, batch.targets, task)
     assert teacher_calls == [QUICK["n_train"]]
@@ -85,11 +90,9 @@ def test_student_is_trained_once_then_served_from_memory_and_disk(teacher_calls,
     assert len(list(cache.rglob("*.pt"))) == 1
 
 
-def test_a_changed_model_gets_its_own_student(teacher_calls):
+def test_a_changed_model_gets_its_own_student(toy, teacher_calls):
     """MPRT's randomised models are explained by a student trained on them, not the original's."""
-    task = ToyTask()
-    model = task.model()
-    batch = task.samples("test", 4, seed=1)
+    task, model, batch = toy
     method = AmortisedExplainer(**QUICK)
     original = method.explain(model, batch.inputs, batch.targets, task)
     with torch.no_grad():
@@ -99,11 +102,9 @@ def test_a_changed_model_gets_its_own_student(teacher_calls):
     assert not torch.allclose(original, flipped)
 
 
-def test_a_student_first_needed_inside_inference_mode_is_trained_and_loaded_as_usual(tmp_path, monkeypatch, teacher_calls):
+def test_a_student_first_needed_inside_inference_mode_is_trained_and_loaded_as_usual(toy, tmp_path, monkeypatch, teacher_calls):
     """Metrics re-explain under ``torch.inference_mode``; training and loading must not inherit it."""
-    task = ToyTask()
-    model = task.model()
-    batch = task.samples("test", 4, seed=1)
+    task, model, batch = toy
     expected = AmortisedExplainer(**QUICK).explain(model, batch.inputs, batch.targets, task)
     monkeypatch.setenv("XAIBOARD_CACHE", str(tmp_path / "other"))
     with torch.inference_mode():
@@ -113,10 +114,8 @@ def test_a_student_first_needed_inside_inference_mode_is_trained_and_loaded_as_u
     assert len(teacher_calls) == 2
 
 
-def test_an_unreadable_cached_student_is_retrained(teacher_calls, cache):
-    task = ToyTask()
-    model = task.model()
-    batch = task.samples("test", 4, seed=1)
+def test_an_unreadable_cached_student_is_retrained(toy, teacher_calls, cache):
+    task, model, batch = toy
     scores = AmortisedExplainer(**QUICK).explain(model, batch.inputs, batch.targets, task)
     (path,) = cache.rglob("*.pt")
     path.write_bytes(b"not a student")
@@ -124,11 +123,9 @@ def test_an_unreadable_cached_student_is_retrained(teacher_calls, cache):
     assert len(teacher_calls) == 2
 
 
-def test_students_are_deterministic_under_their_seed(cache, tmp_path, monkeypatch):
+def test_students_are_deterministic_under_their_seed(toy, cache, tmp_path, monkeypatch):
     """Same seed, fresh caches: bit-identical students; another seed draws other samples."""
-    task = ToyTask()
-    model = task.model()
-    batch = task.samples("test", 4, seed=1)
+    task, model, batch = toy
     first = AmortisedExplainer(**QUICK).explain(model, batch.inputs, batch.targets, task)
     monkeypatch.setenv("XAIBOARD_CACHE", str(tmp_path / "other"))
     torch.rand(5)  # the global RNG state must not matter
