@@ -25,7 +25,9 @@ can represent is reproduced exactly (``tests/test_methods_amortised.py``).
 
 **Cost.** Training costs the teacher's passes on ``n_train`` samples (IG: ``32 x n_train``
 forward + backward) plus the student's fit, once per (task, model): measured on a shared 2-core
-CPU, 1 to 11 CPU seconds per built-in task (the README's table). The passes are counted where
+CPU with one torch thread, 4-13 CPU seconds per built-in image and text task and on
+graph/ba-2motifs and graph/tree-cycles, 52 on graph/ba-shapes (256 computation subgraphs make a
+large union), 6.5 on image/mnist. The passes are counted where
 the training happens, inside the first explanation or re-explanation that needs the student:
 a run that trains shows them in that record's cost, a run that finds the student cached does
 not. Explaining then costs no model pass at all: the student reads the task's gradient input
@@ -261,6 +263,11 @@ class AmortisedExplainer(Explainer):
     fewer epochs fitted worse (on image/digits, 16 channels: held-out Spearman with IG 0.27 at
     20 epochs, 0.45 at 100), more cost proportionally more seconds. Agreement with IG per task
     is in the README.
+
+    Tier ``full``: one training is cheap (seconds), but MPRT trains a new student for every
+    randomised layer (module docstring): measured, ``xaiboard run`` of MPRT on 16 image/digits
+    samples for this method and ``integrated_gradients`` took 43 CPU seconds (5 students), and
+    graph/ba-shapes trains each of its students in ~50.
     """
 
     name = "amortised_ig"
