@@ -27,7 +27,7 @@ CARD_FILE = "method.json"
 #: what a control is a control for; the board compares every method against the ``random`` kind
 CONTROL_KINDS: tuple[str, ...] = ("", "random", "model-independent")
 #: how a method works, as the board groups methods ("" = not declared, e.g. a submission)
-FAMILIES: tuple[str, ...] = ("", "gradient", "perturbation", "surrogate", "attention", "graph-specific", "control")
+FAMILIES: tuple[str, ...] = ("", "gradient", "perturbation", "surrogate", "attention", "graph-specific", "amortised", "control")
 #: how its cost grows, per explained sample ("" = not declared)
 COST_CLASSES: tuple[str, ...] = (
     "", "no model pass", "one pass", "k passes", "one pass per feature", "optimisation per sample",

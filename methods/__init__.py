@@ -1,6 +1,7 @@
 """Built-in explanation methods. Importing this package registers them in ``METHODS``."""
 
 from . import (  # noqa: F401
+    amortised,
     atman,
     attention,
     controls,
