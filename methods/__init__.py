@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     gradients,
     normgrad,
     occlusion,
+    pgexplainer,
     propagation,
     rise,
     surrogates,
