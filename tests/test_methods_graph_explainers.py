@@ -1,7 +1,7 @@
 """PGExplainer and GNNExplainer on the real graph tasks: ground truth found, contract kept, caching.
 
 Known answers use ground-truth AUROC on few samples. PGExplainer trains here on a handful of
-train samples for a few epochs (the defaults train on 512 for 30, ~2-12 s per task): the contract
+train samples for a few epochs (the defaults train on 128 for 30 epochs, 0.5-4 s per task): the contract
 needs a trained MLP, not a good one, and the floors below hold with margin at these sizes.
 """
 
