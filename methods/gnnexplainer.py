@@ -123,7 +123,7 @@ class GNNExplainerExplainer(Explainer):
       the edges the prediction does not need: 0.94 on house graphs (128 train graphs, seed 1),
       and the larger ``lr`` and entropy weight let the masks leave the start and settle at 0 or
       1 within 100 epochs (``init_logit`` 4 with PyG's ``lr`` 0.01: 0.55; with 0.1: 0.85).
-      Cycle graphs stay near chance at every setting tried (0.36-0.69): the model predicts
+      Cycle graphs stay near chance at every setting tried (0.23-0.69): the model predicts
       "cycle" on the empty graph, so no edge is needed to keep that class and the objective
       has nothing to find there. Mutagenicity is unchanged (0.59 on 128 train molecules).
       On the default suite's 64 test graphs: BA-2Motifs 0.44 -> 0.73 (random 0.48),

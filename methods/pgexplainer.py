@@ -71,8 +71,9 @@ from torch_geometric.explain.algorithm import PGExplainer
 from xaiboard.benchmark.atomic import atomic_write
 from xaiboard.benchmark.paths import cache_dir
 from xaiboard.benchmark.registry import METHODS
-from xaiboard.benchmark.task import GraphCall, Task
+from xaiboard.benchmark.task import GraphCall, Task, modules_hash
 
+from . import gnnexplainer
 from .base import Explainer
 from .gnnexplainer import edge_mask_explainer, mean_sample_regulariser
 
@@ -167,6 +168,12 @@ class PGExplainerExplainer(Explainer):
             graph_lr=graph_lr, graph_edge_size=graph_edge_size, graph_init_logit=graph_init_logit, seed=seed,
         )
         self._trained: dict[str, dict[str, Tensor]] = {}
+
+    def code_hash(self) -> str:
+        """Also covers :mod:`.gnnexplainer`, whose regulariser and PyG set-up this module uses, so
+        that editing it invalidates cached MLPs, explanations and results too."""
+        blob = super().code_hash() + modules_hash({gnnexplainer})
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
         call = task.graph_call(model, inputs)
