@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     graph_gradcam,
     normgrad,
     occlusion,
+    pgexplainer,
     propagation,
     rise,
     scorecam,

@@ -1,0 +1,108 @@
+"""PGExplainer and GNNExplainer on the real graph tasks: ground truth found, contract kept, caching.
+
+Known answers use ground-truth AUROC on few samples. PGExplainer trains here on a handful of
+train samples for a few epochs (the defaults train on 128 for 30 epochs, 0.5-4 s per task): the contract
+needs a trained MLP, not a good one, and the floors below hold with margin at these sizes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import xaiboard.methods  # noqa: F401  (registers the methods)
+from test_task_graph import any_graph_task  # noqa: F401  (fixture: every graph task, 6 test samples)
+from xaiboard.benchmark.metrics.ground_truth import gt_auroc
+from xaiboard.benchmark.registry import METHODS, TASKS
+from xaiboard.methods.pgexplainer import PGExplainerExplainer
+
+#: enough training for the contract tests: an MLP that has taken a few steps
+FAST_PG = dict(epochs=3, train_samples=8)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """PGExplainer stores its trained MLP under the cache folder: a fresh one per test."""
+    monkeypatch.setenv("XAIBOARD_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def auroc(method: str, task_name: str, n: int, labels: tuple[int, ...] | None = None, **params) -> float:
+    """Mean ground-truth AUROC of ``method`` on ``n`` test samples (only ``labels``, if given)."""
+    task = TASKS.create(task_name)
+    batch = task.samples("test", n, seed=0)
+    attributions = METHODS.create(method, **params).explain(task.model(), batch.inputs, batch.targets, task)
+    scores = gt_auroc(attributions, batch.ground_truth, batch.valid)
+    keep = torch.ones_like(scores, dtype=torch.bool) if labels is None else torch.isin(batch.labels, torch.tensor(labels))
+    return scores[keep].nanmean().item()
+
+
+# ---- known answers ------------------------------------------------------------------------------
+
+
+def test_pgexplainer_finds_ba_shapes_houses():
+    """1.00 with the defaults on all 80 test motif nodes, and with this short training. BA-Shapes is
+    easy for PGExplainer (house nodes' embeddings stand out: even one step scored 0.90-1.00 over
+    four seeds), so this checks the plumbing (edge slots, per-edge centre embeddings); the graph-
+    level test below is the one that separates settings."""
+    assert auroc("pgexplainer", "graph/ba-shapes", 16, epochs=10, train_samples=32) > 0.9
+
+
+def test_pgexplainer_graph_level_starts_near_the_full_graph():
+    """BA-2Motifs' GIN reads a house only at edge weights near 1: from masks near the full graph
+    PGExplainer finds the motifs (0.96 measured here), from PyG's start (bias 0, masks near 0.5) it
+    ranks them last (0.02): the floor and the ceiling are far from both."""
+    assert auroc("pgexplainer", "graph/ba-2motifs", 16, train_samples=32) > 0.8
+    assert auroc("pgexplainer", "graph/ba-2motifs", 16, train_samples=32, graph_init_logit=0.0) < 0.3
+
+
+def test_gnnexplainer_graph_level_finds_the_houses():
+    """On house graphs of BA-2Motifs (cycle graphs need no edge to stay "cycle"): 0.86 measured
+    with the graph-level settings, 0.38 with PyG's (start near 0.5, lr 0.01, entropy 1); the
+    fit is seeded, so the floor's margin is against code changes, not against noise."""
+    assert auroc("gnnexplainer", "graph/ba-2motifs", 16, labels=(0,)) > 0.75
+    pyg = dict(graph_init_logit=0.0, graph_lr=0.01, graph_edge_ent=1.0)
+    assert auroc("gnnexplainer", "graph/ba-2motifs", 16, labels=(0,), **pyg) < 0.5
+
+
+# ---- the contract on every graph task -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, params", [("pgexplainer", FAST_PG), ("gnnexplainer", {})])
+def test_runs_on_every_graph_task(any_graph_task, method, params, tmp_path, monkeypatch):  # noqa: F811
+    """Right shape, finite, in [0, 1], zero on padding, not constant; the same on a second call and
+    from a fresh object with an empty cache (deterministic under its seed)."""
+    task, model, batch = any_graph_task
+    explainer = METHODS.create(method, **params)
+    attributions = explainer.explain(model, batch.inputs, batch.targets, task)
+    assert attributions.shape == batch.valid.shape and torch.isfinite(attributions).all()
+    assert (attributions[~batch.valid] == 0).all() and (attributions >= 0).all() and (attributions <= 1).all()
+    assert attributions[batch.valid].std() > 0
+    assert torch.equal(attributions, explainer.explain(model, batch.inputs, batch.targets, task))
+    monkeypatch.setenv("XAIBOARD_CACHE", str(tmp_path / "other-cache"))
+    assert torch.equal(attributions, METHODS.create(method, **params).explain(model, batch.inputs, batch.targets, task))
+
+
+# ---- PGExplainer's training cache -----------------------------------------------------------------
+
+
+def test_pgexplainer_trains_once_per_model(monkeypatch):
+    """Perturbed inputs and a fresh object (disk cache) reuse the MLP; a randomised model (MPRT)
+    has another fingerprint and gets its own training."""
+    trained = []
+    train = PGExplainerExplainer._train
+    monkeypatch.setattr(PGExplainerExplainer, "_train", lambda self, model, task: trained.append(1) or train(self, model, task))
+    task = TASKS.create("graph/ba-2motifs")
+    model, batch = task.model(), task.samples("test", 4, seed=0)
+    first = METHODS.create("pgexplainer", **FAST_PG)
+    attributions = first.explain(model, batch.inputs, batch.targets, task)
+    noisy = task.perturb(batch.inputs, 0.1, torch.Generator().manual_seed(0))
+    first.explain(model, noisy, batch.targets, task)
+    again = METHODS.create("pgexplainer", **FAST_PG).explain(model, batch.inputs, batch.targets, task)
+    assert len(trained) == 1 and torch.equal(again, attributions)
+    randomised = copy.deepcopy(model)
+    randomised.head.reset_parameters()
+    first.explain(randomised, batch.inputs, batch.targets, task)
+    assert len(trained) == 2
