@@ -92,14 +92,20 @@ def edge_mask_explainer(model: nn.Module, algorithm: ExplainerAlgorithm, task_le
     )
 
 
-class _GraphModel(nn.Module):
+class GraphCallModel(nn.Module):
     """``call.model_fn`` as a module that owns the GNN, so PyG finds its message-passing layers
-    to install the edge mask in."""
+    to install the edge mask in.
+
+    It takes the wrapped model's train/eval mode: PyG's ``Explainer`` puts its model back into
+    the mode it found it in, recursively, so a wrapper left in training mode would switch the
+    task's model to training mode for every method that runs after this one.
+    """
 
     def __init__(self, model: nn.Module, call: GraphCall) -> None:
         super().__init__()
         self.model = model
         self.model_fn = call.model_fn
+        self.train(model.training)
 
     def forward(self, x: Tensor, edge_index: Tensor, **kwargs: Tensor) -> Tensor:
         return self.model_fn(x, edge_index, **kwargs)
@@ -167,7 +173,7 @@ class GNNExplainerExplainer(Explainer):
             sample, valid.shape[0], init_logit=p[f"{level}_init_logit"], epochs=p["epochs"], lr=p[f"{level}_lr"],
             edge_size=p["edge_size"], edge_ent=p[f"{level}_edge_ent"],
         )
-        explainer = edge_mask_explainer(_GraphModel(model, call), algorithm, level)
+        explainer = edge_mask_explainer(GraphCallModel(model, call), algorithm, level)
         full_target = targets.new_zeros(int(call.index.max()) + 1)
         full_target[call.index] = targets
         devices = [call.x.device] if call.x.device.type == "cuda" else []

@@ -75,7 +75,7 @@ from xaiboard.benchmark.task import GraphCall, Task, modules_hash
 
 from . import gnnexplainer
 from .base import Explainer
-from .gnnexplainer import edge_mask_explainer, mean_sample_regulariser
+from .gnnexplainer import GraphCallModel, edge_mask_explainer, mean_sample_regulariser
 
 
 class BatchedPGExplainer(PGExplainer):
@@ -119,13 +119,11 @@ class BatchedPGExplainer(PGExplainer):
         return loss + regulariser
 
 
-class _ExplainedOutputs(nn.Module):
+class _ExplainedOutputs(GraphCallModel):
     """``call.model_fn`` restricted to the explained outputs ``call.index``: ``[B, C]``."""
 
     def __init__(self, model: nn.Module, call: GraphCall) -> None:
-        super().__init__()
-        self.model = model
-        self.model_fn = call.model_fn
+        super().__init__(model, call)
         self.index = call.index
 
     def forward(self, x: Tensor, edge_index: Tensor, **kwargs: Tensor) -> Tensor:

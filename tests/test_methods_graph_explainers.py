@@ -80,6 +80,7 @@ def test_runs_on_every_graph_task(any_graph_task, method, params, tmp_path, monk
     assert attributions.shape == batch.valid.shape and torch.isfinite(attributions).all()
     assert (attributions[~batch.valid] == 0).all() and (attributions >= 0).all() and (attributions <= 1).all()
     assert attributions[batch.valid].std() > 0
+    assert not model.training, "PyG's Explainer restores its wrapper's mode: the task's model must stay in eval mode"
     assert torch.equal(attributions, explainer.explain(model, batch.inputs, batch.targets, task))
     monkeypatch.setenv("XAIBOARD_CACHE", str(tmp_path / "other-cache"))
     assert torch.equal(attributions, METHODS.create(method, **params).explain(model, batch.inputs, batch.targets, task))
