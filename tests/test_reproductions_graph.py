@@ -101,6 +101,10 @@ def test_truth_beats_counts_strict_wins_only():
     assert rfid.truth_beats(grid, higher=True) == 1.0 and rfid.truth_beats(grid, higher=False) == 0.0
     grid[5, 5] = grid[0, 0]  # a tie is no win
     assert rfid.truth_beats(grid, higher=True) == pytest.approx(34 / 35)
+    rows = np.repeat([[5.0], [4], [3], [2], [1], [0]], 6, axis=1)  # row means 5 > 4 > ... > 0
+    assert rfid.truth_row_beats(rows, higher=True) == 1.0 and rfid.truth_row_beats(rows, higher=False) == 0.0
+    rows[3] = 5.0  # a removal row tying with the truth's is no win
+    assert rfid.truth_row_beats(rows, higher=True) == pytest.approx(4 / 5)
 
 
 def test_robust_fidelity_quick_table(tmp_path, monkeypatch):
@@ -111,7 +115,23 @@ def test_robust_fidelity_quick_table(tmp_path, monkeypatch):
     monkeypatch.setattr(rfid, "QUICK_DRAWS", 2)
     record = run_reproduction(REPRODUCTIONS.create("robust-fidelity"), 1, True, tmp_path, progress=False, log=lambda _: None)
     rows = [r for r in record["rows"] if "BA-2Motifs" in r["metric"]]
-    assert len(rows) == len(rfid.FORMS) * len(rfid.FIDELITIES)
+    assert len(rows) == len(rfid.FORMS) * len(rfid.FIDELITIES) * len(rfid.CHECKS)
     assert all(r["verdict"] in ("holds", "fails") and 0 <= r["ours_mean"] <= 1 for r in rows)
     assert all(np.shape(r["evidence"]["grid"]) == (2, 2) for r in rows)
     assert (tmp_path / "reproductions" / "robust-fidelity-ba-2motifs.png").stat().st_size > 0
+
+
+# ---- PGExplainer -------------------------------------------------------------------------------
+def test_pgexplainer_auc_quick_table(tmp_path, monkeypatch):
+    """The table's structure at a tiny size: 2 nodes, a 20-epoch model, 1 explainer epoch."""
+    from xaiboard.benchmark.reproductions import pgexplainer_auc as pg
+
+    monkeypatch.setattr(pg, "QUICK_NODES", 2)
+    monkeypatch.setattr(pg, "QUICK_MODEL_EPOCHS", 20)
+    monkeypatch.setattr(pg, "QUICK_EPOCHS", 1)
+    record = run_reproduction(REPRODUCTIONS.create("pgexplainer-auc"), 1, True, tmp_path, progress=False, log=lambda _: None)
+    rows = {(r["method"], r["metric"]): r for r in record["rows"]}
+    assert set(rows) == {("pgexplainer", "AUC BA-Shapes"), ("pgexplainer", "AUC Tree-Cycles"),
+                         ("model accuracy", "BA-Shapes"), ("model accuracy", "Tree-Cycles")}
+    assert rows[("pgexplainer", "AUC BA-Shapes")]["paper"] == "0.963 ± 0.011"
+    assert 0 <= rows[("pgexplainer", "AUC Tree-Cycles")]["ours_mean"] <= 1

@@ -26,9 +26,13 @@ Protocol, as the authors' scripts (AslanDing/Fidelity: ``generate_edit_distance.
   reading of α2; its decision versions of Fid± are the accuracy variants); this module reuses
   its draws (:func:`robust_keep_masks`) on undirected pairs instead of the metric's directed edge
   slots, and its estimate ``p(y | G) - mean p(y | removed)`` with one ``p(y | G)`` per batch;
-- verdict: per fidelity and form, the share of the 35 corrupted cells that the truth beats
-  strictly (higher Fid+ and FidΔ, lower Fid-); the paper's claim is 1 for the robust forms and
-  below 1 for the original ones.
+- verdicts: per fidelity and form, the share of the 35 corrupted cells that the truth beats
+  strictly (higher Fid+ and FidΔ, lower Fid-), and the share of the 5 removal rows (averaged over
+  the additions) that the truth's row beats; the paper's claim is 1 for the robust forms and
+  below 1 for the original ones. Measured (3 seeds, 200 BA-2Motifs graphs, 50 draws): the robust
+  forms fall steadily with the removed share, so their truth row beats every removal row, while
+  the additions move every fidelity by about .01, so single cells of the truth's row tie with it
+  and the cell-wise claim fails; the original Fid+ stays near .50 until 70% is removed.
 
 Seeds redraw the corruption order and the robust draws (the model and samples are the board's).
 The grids, averaged over seeds, are drawn as heatmaps beside the record.
@@ -36,7 +40,7 @@ The grids, averaged over seeds, are drawn as heatmaps beside the record.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +154,19 @@ def truth_beats(grid: np.ndarray, higher: bool) -> float:
     return float(np.mean(others < grid[0, 0] if higher else others > grid[0, 0]))
 
 
+def truth_row_beats(grid: np.ndarray, higher: bool) -> float:
+    """Share of the removal rows (``r > 0``, each averaged over the additions) that the truth's
+    row (``r = 0``) beats strictly: the removal axis alone, where the additions barely move a
+    fidelity."""
+    rows = grid.mean(axis=1)
+    return float(np.mean(rows[1:] < rows[0] if higher else rows[1:] > rows[0]))
+
+
+#: the verdicts, by metric suffix: the share of corruptions the truth beats, two ways
+CHECKS: dict[str, Callable[[np.ndarray, bool], float]] = {
+    "truth beats corruptions": truth_beats, "truth row beats removal rows": truth_row_beats}
+
+
 def plot(mean_grids: dict[tuple[str, str], np.ndarray], dataset: str, path: Path) -> None:
     """Heatmaps, forms by row and fidelities by column, axes as in the authors' figures."""
     import matplotlib
@@ -168,8 +185,10 @@ def plot(mean_grids: dict[tuple[str, str], np.ndarray], dataset: str, path: Path
             ax.set_xticks(range(len(GRID)), labels)
             ax.set_yticks(range(len(GRID)), labels)
             ax.set_title(f"{fid}, {form}", fontsize=9)
-            ax.set_xlabel("share of non-explanation edges added")
-            ax.set_ylabel("share of explanation edges removed")
+            if row == len(FORMS) - 1:
+                ax.set_xlabel("share of non-explanation edges added")
+            if col == 0:
+                ax.set_ylabel("share of explanation edges removed")
             fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(f"Fidelity of corrupted ground truth on {dataset} (probability versions)")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,8 +207,8 @@ class RobustFidelity(Reproduction):
     metric = (f"share of the 35 corrupted explanations the ground truth beats, per fidelity and form "
               f"(probability versions, {DRAWS} draws)")
     published = tuple(
-        Published(form, f"{fid} {dataset}: truth beats corruptions", FIGURE, claim=CLAIMS[form])
-        for dataset in DATASETS for form in FORMS for fid in FIDELITIES
+        Published(form, f"{fid} {dataset}: {check}", FIGURE, claim=CLAIMS[form])
+        for check in CHECKS for dataset in DATASETS for form in FORMS for fid in FIDELITIES
     )
     default_seeds = 3
     known_gaps = {FORMS[0]: "the original form ranks the truth first here", FORMS[1]: "a corruption scores at least as well"}
@@ -205,9 +224,10 @@ class RobustFidelity(Reproduction):
                     bar.update()
                 mean_grids = {key: np.mean([run[key] for run in runs], axis=0) for key in runs[0]}
                 for (fid, form), grid in mean_grids.items():
-                    shares = [truth_beats(run[(fid, form)], HIGHER[fid]) for run in runs]
-                    held = float(np.mean(shares)) == 1.0 if form == FORMS[1] else float(np.mean(shares)) < 1.0
-                    measured[(form, f"{fid} {dataset}: truth beats corruptions")] = Measured(
-                        values=shares, holds=held, evidence={"grid": grid, "removed": GRID, "added": GRID})
+                    for check, share in CHECKS.items():
+                        shares = [share(run[(fid, form)], HIGHER[fid]) for run in runs]
+                        held = float(np.mean(shares)) == 1.0 if form == FORMS[1] else float(np.mean(shares)) < 1.0
+                        measured[(form, f"{fid} {dataset}: {check}")] = Measured(
+                            values=shares, holds=held, evidence={"grid": grid, "removed": GRID, "added": GRID})
                 plot(mean_grids, dataset, out_dir / f"{self.name}-{dataset.lower()}.png")
         return measured
