@@ -66,8 +66,8 @@ FORMS = ("original", f"robust (α1={ALPHA1}, α2={ALPHA2})")
 FIDELITIES = ("Fid+", "Fid-", "FidΔ")
 #: whether a higher value is better, per fidelity
 HIGHER = {"Fid+": True, "Fid-": False, "FidΔ": True}
-CLAIMS = {FORMS[0]: "below 1: some corruption scores at least as well as the truth",
-          FORMS[1]: "1: the truth beats every corruption"}
+CLAIMS = {FORMS[0]: "below 1: a corruption scores at least as well as the truth",
+          FORMS[1]: "1: the truth beats every corruption compared"}
 
 
 def undirected_pairs(inputs: GraphInputs, valid: Tensor) -> tuple[Tensor, Tensor]:
