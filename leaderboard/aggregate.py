@@ -310,17 +310,21 @@ def _card_row(method: str, card: MethodCard | None) -> dict[str, str]:
 def family_rank_groups(board: Board, task: str, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per (method, family): the mean rank (``family_ranks``) and the family's rank group.
 
-    A method's family rank group is 1 + the number of methods that rank strictly better on
-    *every* metric of the family that both are ranked on (at least one). It carries the
-    per-metric rule up a level: a method is placed behind another only where every metric of
-    the family separates them, so methods the data cannot tell apart share a group.
-    Columns: ``method``, ``is_control``, ``family``, ``mean_rank``, ``rank_group``. ``tables``:
-    the task's ``leaderboard_table`` per metric when already computed (they hold the p-values,
-    the slow part).
+    A method's family rank group is 1 + the number of methods that beat it, by the per-metric
+    rule (interval entirely on the better side, or a result against an error), on *every*
+    metric of the family that both are ranked on (at least one). It carries the per-metric rule
+    up a level: on a one-metric family it is that metric's rank group, and a method is placed
+    behind another only where every metric of the family separates them, so methods the data
+    cannot tell apart share a group. Columns: ``method``, ``is_control``, ``family``,
+    ``mean_rank``, ``rank_group``. ``tables``: the task's ``leaderboard_table`` per metric when
+    already computed (they hold the p-values, the slow part).
     """
     families = metrics_by_family(board, task)
     tables = tables or {m: leaderboard_table(board, task, m) for metrics in families.values() for m in metrics}
-    blocks = [_family_groups(family, {m: tables[m] for m in metrics}) for family, metrics in families.items()]
+    blocks = [
+        _family_groups(family, {m: (tables[m], direction_of(board, task, m)) for m in metrics})
+        for family, metrics in families.items()
+    ]
     columns = ["method", "is_control", "family", "mean_rank", "rank_group"]
     if not blocks:
         return pd.DataFrame(columns=columns)
@@ -329,18 +333,30 @@ def family_rank_groups(board: Board, task: str, tables: dict[str, pd.DataFrame] 
     return frame[columns]
 
 
-def _family_groups(family: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """``family_rank_groups`` for one family: a method × metric matrix of ranks, then dominance."""
-    ranks = pd.concat([t.set_index("method")["rank"].astype(float).rename(m) for m, t in tables.items()], axis=1)
-    values = ranks.to_numpy()
-    both = ~np.isnan(values[:, None, :]) & ~np.isnan(values[None, :, :])  # [better, worse, metric]
-    strictly = np.where(both, values[:, None, :] < values[None, :, :], True)
-    dominates = strictly.all(axis=2) & both.any(axis=2)
-    mean = ranks.mean(axis=1)
-    group = pd.Series(1 + dominates.sum(axis=0), index=ranks.index).where(mean.notna())
-    return pd.DataFrame(
-        {"method": ranks.index, "family": family, "mean_rank": mean.to_numpy(), "rank_group": group.astype("Int64").to_numpy()}
-    )
+def _family_groups(family: str, tables: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """``family_rank_groups`` for one family, from its metrics' (table, direction)."""
+    methods = sorted(set().union(*(table["method"] for table, _ in tables.values())))
+    beats_everywhere = np.ones((len(methods), len(methods)), dtype=bool)  # [better, worse]
+    compared = np.zeros_like(beats_everywhere)
+    for table, direction in tables.values():
+        beats, ranked = _beats(table.set_index("method").reindex(methods), direction)
+        both = ranked[:, None] & ranked[None, :]
+        beats_everywhere &= np.where(both, beats, True)
+        compared |= both
+    dominated_by = (beats_everywhere & compared).sum(axis=0)
+    ranks = pd.concat([table.set_index("method")["rank"].astype(float) for table, _ in tables.values()], axis=1)
+    mean = ranks.mean(axis=1).reindex(methods)
+    group = pd.Series(1 + dominated_by, index=methods).where(mean.notna()).astype("Int64")
+    return pd.DataFrame({"method": methods, "family": family, "mean_rank": mean.to_numpy(), "rank_group": group.to_numpy()})
+
+
+def _beats(table: pd.DataFrame, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """On one metric: [i, j] where method i beats method j (``_rank_groups``' rule), and which are ranked."""
+    ok = (table["status"] == "ok").to_numpy()
+    error = (table["status"] == "error").to_numpy()
+    low, high = table["ci_low"].to_numpy(dtype=float), table["ci_high"].to_numpy(dtype=float)
+    beats = _better(low[:, None], high[:, None], low[None, :], high[None, :], direction) & ok[:, None] & ok[None, :]
+    return beats | (ok[:, None] & error[None, :]), ok | error
 
 
 def uninformative_families(board: Board, groups: pd.DataFrame) -> dict[str, str]:

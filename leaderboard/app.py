@@ -37,7 +37,7 @@ def main() -> None:
     with ui.guarded(root):
         tables, notice = ui.load_tables(root)
         st.session_state[ui.STATE_KEY] = tables
-        if notice:
+        if notice and tables.tasks:
             st.info(notice)
         ui.show_problems(tables.problems)
         if not tables.tasks:

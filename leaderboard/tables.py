@@ -3,8 +3,8 @@
 The statistics behind the board (bootstrap intervals are in the records, but rank groups,
 paired permutation tests against random, family ranks) take tens of seconds over the
 committed results, far too long to redo on every page view. ``build(root)`` computes them
-all and writes them to ``<root>/.board-tables.json`` (a dot file, so the store never takes it
-for a method folder), keyed by ``content_keys(root)``: hashes of every record and card file's
+all and writes them to ``<root>/_board-tables.json`` (a file at the root, where the store only
+looks for method folders), keyed by ``content_keys(root)``: hashes of every record and card file's
 path and bytes, plus the source of the code that computes the tables. ``load(root)`` returns
 the stored tables when the key still matches, and otherwise recomputes the tasks whose records
 changed and says so, so a results folder edited by hand (or new code) is never shown with stale
@@ -32,7 +32,7 @@ from xaiboard.benchmark.card import CARD_FILE
 from xaiboard.leaderboard import aggregate, board as board_module
 from xaiboard.leaderboard.board import Board, load_board
 
-TABLES_FILE = ".board-tables.json"
+TABLES_FILE = "_board-tables.json"  # a leading "_": no method name (card.NAME_PATTERN) can take it
 FORMAT = 1
 #: the column types a stored table may have (anything else means the file is not ours)
 DTYPES = frozenset({"float64", "int64", "Int64", "boolean", "bool", "object", "str"})

@@ -56,7 +56,7 @@ def show_task(tables: BoardTables, name: str) -> None:
     if ranks is not None:
         ui.table(ranks, ui.file_stem(name, "family-ranks"))
     details = st.toggle("Show each metric's ranked table and CI chart", key="details")
-    for tab, family in zip(st.tabs(list(task.families)), task.families):
+    for tab, family in zip(st.tabs([escape_markdown(f) for f in task.families]), task.families):
         with tab:
             show_family(tables, name, task, family, details)
     for title, key in (("Task card (from its records)", "card"), ("Methods on this task", "cards"),
