@@ -164,7 +164,7 @@ def show_metric(tables: BoardTables, task_name: str, task: TaskTables, metric: s
         return
     table(
         display_table(ranked, with_reference=tables.reference is not None),
-        file_stem(task_name, metric),
+        file_stem(task_name, "metric", metric),
         column_config={
             "control": st.column_config.CheckboxColumn(help="control row: random or model-independent"),
             "mean": st.column_config.NumberColumn(format="%.4g"),

@@ -102,12 +102,15 @@ def test_app_shows_ranked_tables_and_switches_task(tmp_path, monkeypatch):
 
 
 def test_app_without_a_random_card_has_no_random_columns(tmp_path, monkeypatch):
-    write_root(tmp_path, SHAPES, {})
+    """Also: a cost family beside the task's cost table (each gets its own download)."""
+    cost = [record(m, (0.1, 0.2), metric="cost_passes", family="cost", direction="lower") for m in ("good", "weak")]
+    write_root(tmp_path, SHAPES + cost, {})
     at = run_app(tmp_path, monkeypatch)
     assert not at.exception
-    (table,) = ranking_tables(at)
+    table, cost_table = ranking_tables(at)
+    assert cost_table["method"].tolist() == ["good", "weak"]
     assert "vs random" not in table.columns and "p (paired, vs random)" not in table.columns
-    assert not table["control"].any()
+    assert not table["control"].any() and not [e.value for e in at.error if "could not be shown" in e.value]
 
 
 def test_app_without_results_says_so(tmp_path, monkeypatch):
@@ -235,14 +238,16 @@ def test_overview_shows_family_rank_groups_by_modality_and_the_caveat(tmp_path, 
 
 def test_every_page_renders_on_the_committed_results(monkeypatch):
     """The committed board, on every page, from its precomputed statistics (``xaiboard board
-    build`` keeps them current; stale ones would be recomputed, correct but slow)."""
+    build`` keeps them current; stale ones would be recomputed, correct but slow). No part of a
+    page fails (a failing part is an error element, not an exception)."""
     at = open_app(submissions_dir(), monkeypatch)
-    assert not at.exception
+    assert not at.exception and not at.error, [e.value for e in at.error]
     assert not at.info, [i.value for i in at.info]  # no "Statistics recomputed" notice
     assert "saliency" in at.dataframe[0].value["method"].tolist()
     for page in PAGES[1:]:
         at.switch_page(page).run()
-        assert not at.exception, page
+        assert not at.exception and not at.error, (page, [c.value for c in at.code])
     at.switch_page("views/task.py").run()
     at.toggle(key="details").set_value(True).run()
     assert not at.exception and any("95% CI" in frame.value.columns for frame in at.dataframe)
+    assert [e.value for e in at.error if "could not be shown" in e.value] == []

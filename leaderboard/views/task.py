@@ -37,7 +37,7 @@ def show_family(tables: BoardTables, name: str, task: TaskTables, family: str, d
     metrics = task.families[family]
     if "family_groups" not in task.errors:
         with ui.guarded(f"{name}: {family} table"):
-            ui.table(compact(task, metrics, family), ui.file_stem(name, family))
+            ui.table(compact(task, metrics, family), ui.file_stem(name, "family", family))
     if details:
         for metric in metrics:
             with ui.guarded(f"{name}/{metric}"):
