@@ -512,12 +512,25 @@ def board_build_command(results_dir: Path | None) -> None:
 
 
 def board_build_line(root: Path) -> str:
-    """Build the board's tables over ``root`` (only tasks whose records changed are recomputed)
-    and say where they went."""
-    from xaiboard.leaderboard.tables import build
+    """Build the board's tables over ``root`` (only tasks whose records changed are recomputed),
+    with the registered tasks' cards, and say where they went."""
+    from xaiboard.leaderboard.tables import build, content_keys
 
-    path, recomputed = build(root)
+    path, recomputed = build(root, registered_task_cards(content_keys(root).tasks))
     return f"board statistics: {path} ({recomputed} task(s) recomputed)"
+
+
+def registered_task_cards(names: Sequence[str]) -> dict[str, dict]:
+    """The cards of the registered tasks among ``names`` (the app cannot import tasks, so the
+    board stores them); a task whose card cannot be made here (e.g. hub data not cached) is left out."""
+    _load_registries(())
+    cards = {}
+    for name in (n for n in names if n in TASKS):
+        try:
+            cards[name] = asdict(TASKS.create(name).card)
+        except Exception as exc:  # noqa: BLE001  (a missing card must not stop the build)
+            logging.getLogger(__name__).warning("no card for task %s: %s: %s", name, type(exc).__name__, exc)
+    return cards
 
 
 @main.command("reproduce", help="Rerun a published table on our harness: `reproduce list`, or `reproduce NAME`.")

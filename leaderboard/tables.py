@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,9 @@ class BoardTables:
     reference: str | None
     cards: dict[str, dict[str, Any]]
     tasks: dict[str, TaskTables]
+    #: per task, its registered card (data, model, accuracy, removal, ground truth) as ``build``
+    #: was given it; the app cannot import tasks, so it only has what was stored
+    task_cards: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def overview(self) -> pd.DataFrame:
         """Every task's family rank groups in one frame, with ``task`` and ``modality`` columns."""
@@ -126,7 +129,8 @@ def compute(board: Board, keys: Keys, previous: BoardTables | None = None) -> Bo
     same = {t for t, key in keys.tasks.items() if previous is not None and previous.keys.tasks.get(t) == key}
     tasks = {t: reused[t] if t in same and t in reused else _task_tables(board, t) for t in aggregate.task_names(board)}
     cards = {name: card.to_dict() for name, card in sorted(board.cards.items())}
-    return BoardTables(keys, board.problems, tuple(sorted(board.controls)), board.reference, cards, tasks)
+    task_cards = previous.task_cards if previous is not None else {}
+    return BoardTables(keys, board.problems, tuple(sorted(board.controls)), board.reference, cards, tasks, task_cards)
 
 
 def _task_tables(board: Board, task: str) -> TaskTables:
@@ -200,11 +204,14 @@ def task_card(board: Board, task: str) -> pd.DataFrame:
     return counts[TASK_CARD_COLUMNS]
 
 
-def build(root: Path | str) -> tuple[Path, int]:
+def build(root: Path | str, task_cards: dict[str, dict[str, Any]] | None = None) -> tuple[Path, int]:
     """Compute the tables over ``root`` (reusing the stored ones of unchanged tasks) and write
-    them beside the records; the file's path and how many tasks were recomputed."""
+    them beside the records, with ``task_cards`` when given (else the stored ones); the file's
+    path and how many tasks were recomputed."""
     root = Path(root)
     tables, recomputed, _ = _fresh(root)
+    if task_cards is not None:
+        tables = replace(tables, task_cards=task_cards)
     text = json.dumps(to_dict(tables), allow_nan=False, default=plain_value) + "\n"
     return atomic_write_text(root / TABLES_FILE, text), recomputed
 
@@ -252,6 +259,7 @@ def to_dict(tables: BoardTables) -> dict[str, Any]:
         "controls": list(tables.controls),
         "reference": tables.reference,
         "cards": tables.cards,
+        "task_cards": tables.task_cards,
         "tasks": {
             name: {"families": t.families, "directions": t.directions, "caveats": t.caveats, "errors": t.errors,
                    "frames": {k: frame_to_dict(f) for k, f in t.frames.items()}}
@@ -268,7 +276,7 @@ def from_dict(data: dict[str, Any]) -> BoardTables:
     }  # fmt: skip
     keys = Keys(str(data["keys"]["board"]), {str(t): str(k) for t, k in data["keys"]["tasks"].items()})
     return BoardTables(keys, tuple(data["problems"]), tuple(data["controls"]), data["reference"],
-                       data["cards"], tasks)  # fmt: skip
+                       data["cards"], tasks, data.get("task_cards", {}))  # fmt: skip
 
 
 def frame_to_dict(frame: pd.DataFrame) -> dict[str, Any]:

@@ -97,9 +97,10 @@ def test_built_tables_match_the_aggregation_and_are_read_back_without_recomputin
 
 
 def test_a_hand_edited_record_recomputes_its_task_only(tmp_path):
+    """... and keeps the task cards the last build stored (the app cannot make them)."""
     planted = [record("good", (0.5, 0.7), task="text/planted"), record("random", (0.45, 0.55), task="text/planted")]
     write_root(tmp_path, SHAPES + planted)
-    tables.build(tmp_path)
+    tables.build(tmp_path, {"text/planted": {"dataset": "planted sentences"}})
     edited = ResultStore(tmp_path).path("text/planted", "good", METRIC)
     data = json.loads(edited.read_text())
     data["summary"].update(mean=0.3, ci_low=0.25, ci_high=0.35)
@@ -108,8 +109,9 @@ def test_a_hand_edited_record_recomputes_its_task_only(tmp_path):
     assert notice.startswith("Statistics recomputed for 1 of 2 task(s): the records")
     table = loaded.tasks["text/planted"].frames[f"metric:{METRIC}"]
     assert table["method"].tolist() == ["random", "good"] and table["mean"].tolist()[1] == 0.3
+    assert loaded.task_cards == {"text/planted": {"dataset": "planted sentences"}}
     assert tables.build(tmp_path)[1] == 1  # the unchanged task is reused
-    assert tables.load(tmp_path)[1] == ""
+    assert tables.load(tmp_path)[1] == "" and tables.load(tmp_path)[0].task_cards == loaded.task_cards
 
 
 @pytest.mark.parametrize(
@@ -138,4 +140,5 @@ def test_board_build_command_writes_the_tables(tmp_path):
     result = CliRunner().invoke(main, ["board", "build", "--results-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert result.output == f"board statistics: {tmp_path / tables.TABLES_FILE} (1 task(s) recomputed)\n"
-    assert tables.load(tmp_path)[1] == ""
+    loaded, notice = tables.load(tmp_path)
+    assert notice == "" and loaded.task_cards["image/shapes"]["dataset"]  # the registered task's card

@@ -59,10 +59,17 @@ def show_task(tables: BoardTables, name: str) -> None:
     for tab, family in zip(st.tabs([escape_markdown(f) for f in task.families]), task.families):
         with tab:
             show_family(tables, name, task, family, details)
-    for title, key in (("Task card (from its records)", "card"), ("Methods on this task", "cards"),
+    with st.expander("Task card", expanded=True):
+        registered = tables.task_cards.get(name)
+        if registered:
+            ui.table(pd.DataFrame({"field": list(registered), "value": [str(v) for v in registered.values()]}),
+                     ui.file_stem(name, "task-card"))  # fmt: skip
+        else:
+            st.text("No registered card was stored for this task (xaiboard board build stores it).")
+    for title, key in (("Settings the records were produced under", "card"), ("Methods on this task", "cards"),
                        ("Cost per explanation", "cost"), ("Evaluation cost per metric (all methods)", "metric_cost"),
                        ("Provenance", "provenance")):  # fmt: skip
-        with st.expander(title, expanded=key == "card"):
+        with st.expander(title):
             data = ui.frame(task, key)
             if data is not None:
                 ui.table(data, ui.file_stem(name, key))
