@@ -15,7 +15,7 @@ from test_leaderboard import CARDS, CONTROL, METRIC, SHAPES, SHAPES_ORDER, card,
 
 from xaiboard.benchmark.paths import submissions_dir
 from xaiboard.benchmark.store import ResultStore
-from xaiboard.leaderboard import aggregate
+from xaiboard.leaderboard import aggregate, tables
 
 APP = Path(aggregate.__file__).with_name("app.py")
 LINK = "[link](https://example.com)"
@@ -240,7 +240,11 @@ def test_every_page_renders_on_the_committed_results(monkeypatch):
     """The committed board, on every page, from its precomputed statistics (``xaiboard board
     build`` keeps them current; stale ones would be recomputed, correct but slow). No part of a
     page fails (a failing part is an error element, not an exception)."""
-    at = open_app(submissions_dir(), monkeypatch)
+    root = submissions_dir()
+    stored, why = tables.read_stored(root / tables.TABLES_FILE)
+    current = stored is not None and stored.keys == tables.content_keys(root)
+    assert current, f"{root / tables.TABLES_FILE} is missing or stale ({why or 'records or board code changed'}): run `xaiboard board build` and commit it"
+    at = open_app(root, monkeypatch)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert not at.info, [i.value for i in at.info]  # no "Statistics recomputed" notice
     assert "saliency" in at.dataframe[0].value["method"].tolist()
