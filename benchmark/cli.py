@@ -163,6 +163,7 @@ def run_command(
     table = results_table(records)
     click.echo(table.to_string() if not table.empty else "no results (nothing applicable)")
     click.echo(f"results: {store.root}")
+    click.echo(board_build_line(store.root))
     _exit_on_errors(records)
 
 
@@ -221,6 +222,7 @@ def submit_command(source: str | None, name: str, precomputed: Path | None, suit
         raise click.ClickException(str(exc)) from None
     click.echo(f"published {name}: card {root / name / CARD_FILE}, records under {root / name / 'results'}")
     click.echo(rank_summary(root, name))
+    click.echo(board_build_line(root))
     _exit_on_errors(records)
 
 
@@ -492,6 +494,43 @@ def leaderboard_command(results_dir: Path | None) -> None:
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--browser.gatherUsageStats", "false"]
     completed = subprocess.run(command, env=env, check=False)
     sys.exit(completed.returncode)
+
+
+@main.group("board", help="The leaderboard's precomputed statistics.")
+def board_group() -> None:
+    pass
+
+
+@board_group.command("build", help="Precompute the board's tables (ranks, rank groups, p-values) beside the records.")
+@click.option(
+    "--results-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The results folder (default: the repository's submissions/, or $XAIBOARD_SUBMISSIONS).",
+)
+def board_build_command(results_dir: Path | None) -> None:
+    click.echo(board_build_line(writable_results_dir(results_dir or paths.submissions_dir())))
+
+
+def board_build_line(root: Path) -> str:
+    """Build the board's tables over ``root`` (only tasks whose records changed are recomputed),
+    with the registered tasks' cards, and say where they went."""
+    from xaiboard.leaderboard.tables import build, content_keys
+
+    path, recomputed = build(root, registered_task_cards(content_keys(root).tasks))
+    return f"board statistics: {path} ({recomputed} task(s) recomputed)"
+
+
+def registered_task_cards(names: Sequence[str]) -> dict[str, dict]:
+    """The cards of the registered tasks among ``names`` (the app cannot import tasks, so the
+    board stores them); a task whose card cannot be made here (e.g. hub data not cached) is left out."""
+    _load_registries(())
+    cards = {}
+    for name in (n for n in names if n in TASKS):
+        try:
+            cards[name] = asdict(TASKS.create(name).card)
+        except Exception as exc:  # noqa: BLE001  (a missing card must not stop the build)
+            logging.getLogger(__name__).warning("no card for task %s: %s: %s", name, type(exc).__name__, exc)
+    return cards
 
 
 @main.command("reproduce", help="Rerun a published table on our harness: `reproduce list`, or `reproduce NAME`.")

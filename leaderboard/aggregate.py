@@ -305,3 +305,96 @@ def _card_row(method: str, card: MethodCard | None) -> dict[str, str]:
     control = card.control_kind or ("yes" if card.control else "")
     text = {name: getattr(card, name) for name in ("kind", "description", "authors", "paper", "url", "licence")}
     return {"method": method, "control": control, **text}
+
+
+def family_rank_groups(board: Board, task: str, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Per (method, family): the mean rank (``family_ranks``) and the family's rank group.
+
+    A method's family rank group is 1 + the number of methods that beat it, by the per-metric
+    rule (interval entirely on the better side, or a result against an error), on *every*
+    metric of the family that both are ranked on (at least one). It carries the per-metric rule
+    up a level: on a one-metric family it is that metric's rank group, and a method is placed
+    behind another only where every metric of the family separates them, so methods the data
+    cannot tell apart share a group. Columns: ``method``, ``is_control``, ``family``,
+    ``mean_rank``, ``rank_group``. ``tables``: the task's ``leaderboard_table`` per metric when
+    already computed (they hold the p-values, the slow part).
+    """
+    families = metrics_by_family(board, task)
+    tables = tables or {m: leaderboard_table(board, task, m) for metrics in families.values() for m in metrics}
+    blocks = [
+        _family_groups(family, {m: (tables[m], direction_of(board, task, m)) for m in metrics})
+        for family, metrics in families.items()
+    ]
+    columns = ["method", "is_control", "family", "mean_rank", "rank_group"]
+    if not blocks:
+        return pd.DataFrame(columns=columns)
+    frame = pd.concat(blocks, ignore_index=True)
+    frame.insert(1, "is_control", frame["method"].isin(board.controls))
+    return frame[columns]
+
+
+def _family_groups(family: str, tables: dict[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """``family_rank_groups`` for one family, from its metrics' (table, direction)."""
+    methods = sorted(set().union(*(table["method"] for table, _ in tables.values())))
+    beats_everywhere = np.ones((len(methods), len(methods)), dtype=bool)  # [better, worse]
+    compared = np.zeros_like(beats_everywhere)
+    for table, direction in tables.values():
+        beats, ranked = _beats(table.set_index("method").reindex(methods), direction)
+        both = ranked[:, None] & ranked[None, :]
+        beats_everywhere &= np.where(both, beats, True)
+        compared |= both
+    dominated_by = (beats_everywhere & compared).sum(axis=0)
+    ranks = pd.concat([table.set_index("method")["rank"].astype(float) for table, _ in tables.values()], axis=1)
+    mean = ranks.mean(axis=1).reindex(methods)
+    group = pd.Series(1 + dominated_by, index=methods).where(mean.notna()).astype("Int64")
+    return pd.DataFrame({"method": methods, "family": family, "mean_rank": mean.to_numpy(), "rank_group": group.to_numpy()})
+
+
+def _beats(table: pd.DataFrame, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """On one metric: [i, j] where method i beats method j (``_rank_groups``' rule), and which are ranked."""
+    ok = (table["status"] == "ok").to_numpy()
+    error = (table["status"] == "error").to_numpy()
+    low, high = table["ci_low"].to_numpy(dtype=float), table["ci_high"].to_numpy(dtype=float)
+    beats = _better(low[:, None], high[:, None], low[None, :], high[None, :], direction) & ok[:, None] & ok[None, :]
+    return beats | (ok[:, None] & error[None, :]), ok | error
+
+
+def uninformative_families(board: Board, groups: pd.DataFrame) -> dict[str, str]:
+    """Per family in which a control ranks first (``groups``: a task's ``family_rank_groups``),
+    the reason the family is uninformative for that task.
+
+    "First" is the best mean rank (ties included): if an explainer that ignores the model, or
+    scores at random, is as good as any method, the family's metrics cannot tell informative
+    explanations from uninformative ones on this task. The cost family is left out: a control
+    being cheapest says nothing about the metrics.
+    """
+    reasons = {}
+    quality = groups[groups["family"] != "cost"].dropna(subset=["mean_rank"])
+    for family, block in quality.groupby("family", sort=False):
+        best = block[block["mean_rank"] == block["mean_rank"].min()]
+        controls = best.loc[best["is_control"], "method"].tolist()
+        if controls:
+            kinds = [_control_kind(board, method) for method in controls]
+            reasons[family] = (
+                f"uninformative for this task: the control {', '.join(controls)} ({', '.join(kinds)}) ranks first "
+                f"on {family} (mean rank {best['mean_rank'].min():.3g}), so these metrics do not separate "
+                "explanations from ones that carry no information about the model"
+            )
+    return reasons
+
+
+def _control_kind(board: Board, method: str) -> str:
+    card = board.cards.get(method)
+    kind = card.control_kind if card is not None else ""
+    return {"random": "random scores", "model-independent": "ignores the model"}.get(kind, "a control")
+
+
+def pareto_front(frame: pd.DataFrame, cost: str, quality: str) -> pd.Series:
+    """Rows no other row beats: none has lower-or-equal ``cost`` and ``quality`` (both lower is
+    better) with one of them strictly lower. Rows with a missing value are never on the front."""
+    values = frame[[cost, quality]].to_numpy(dtype=float)
+    known = ~np.isnan(values).any(axis=1)
+    le = (values[:, None, :] <= values[None, :, :]).all(axis=2)
+    lt = (values[:, None, :] < values[None, :, :]).any(axis=2)
+    beaten = (le & lt & known[:, None]).any(axis=0)
+    return pd.Series(known & ~beaten, index=frame.index, name="pareto")

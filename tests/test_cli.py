@@ -117,6 +117,8 @@ def test_run_writes_records_and_prints_table(plugin, env, tmp_path):
     table_row = next(line for line in result.output.splitlines() if "test-cli-magnitude" in line)
     assert table_row.split()[:2] == ["toy/linear", "test-cli-magnitude"] and cell in table_row
     assert list((tmp_path / "cache").rglob("*.pt"))
+    board = tmp_path / "results" / "_board-tables.json"
+    assert f"board statistics: {board} (1 task(s) recomputed)" in result.output.splitlines() and board.exists()
 
     elsewhere = tmp_path / "elsewhere"
     result = invoke([*args, "--metrics", "test-cli-top1", "--n", "8", "--quiet", "--results-dir", str(elsewhere)], env)

@@ -1,5 +1,6 @@
 """The Streamlit app end to end (``AppTest``) over results roots of synthetic files: ranked
-tables, task switching, not-applicable rows, and a root full of bad and hostile files."""
+tables, task switching, not-applicable rows, every page, and a root full of bad and hostile
+files; and every page over the committed results."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_leaderboard import CARDS, CONTROL, METRIC, SHAPES, SHAPES_ORDER, card, record, write_root
 
+from xaiboard.benchmark.paths import submissions_dir
 from xaiboard.benchmark.store import ResultStore
-from xaiboard.leaderboard import aggregate
+from xaiboard.leaderboard import aggregate, tables
 
 APP = Path(aggregate.__file__).with_name("app.py")
 LINK = "[link](https://example.com)"
@@ -24,9 +26,21 @@ HOSTILE = ("](", "example.com", "<script", "alert(1)", "onerror")
 PLAIN = {"text", "code", "dataframe"}
 
 
-def run_app(root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+PAGES = ("views/overview.py", "views/task.py", "views/method.py", "views/cost.py")
+
+
+def open_app(root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The app's first render (the Overview page) over ``root``."""
     monkeypatch.setenv("XAIBOARD_SUBMISSIONS", str(root))
     return AppTest.from_file(str(APP), default_timeout=60).run()
+
+
+def run_app(root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The Task page over ``root`` with every metric's ranked table shown."""
+    at = open_app(root, monkeypatch).switch_page("views/task.py").run()
+    if at.toggle:
+        at.toggle(key="details").set_value(True).run()
+    return at
 
 
 def ranking_tables(at: AppTest) -> list[pd.DataFrame]:
@@ -88,12 +102,15 @@ def test_app_shows_ranked_tables_and_switches_task(tmp_path, monkeypatch):
 
 
 def test_app_without_a_random_card_has_no_random_columns(tmp_path, monkeypatch):
-    write_root(tmp_path, SHAPES, {})
+    """Also: a cost family beside the task's cost table (each gets its own download)."""
+    cost = [record(m, (0.1, 0.2), metric="cost_passes", family="cost", direction="lower") for m in ("good", "weak")]
+    write_root(tmp_path, SHAPES + cost, {})
     at = run_app(tmp_path, monkeypatch)
     assert not at.exception
-    (table,) = ranking_tables(at)
+    table, cost_table = ranking_tables(at)
+    assert cost_table["method"].tolist() == ["good", "weak"]
     assert "vs random" not in table.columns and "p (paired, vs random)" not in table.columns
-    assert not table["control"].any()
+    assert not table["control"].any() and not [e.value for e in at.error if "could not be shown" in e.value]
 
 
 def test_app_without_results_says_so(tmp_path, monkeypatch):
@@ -183,6 +200,58 @@ def test_task_page_survives_bad_records(tmp_path, monkeypatch):
     shown = plain_text(at)
     assert f"edgy: {hostile}" in shown and hostile in card_tables(at)[0].set_index("method").loc["edgy", "description"]
 
+    at.switch_page("views/method.py").run()
+    at.sidebar.selectbox(key="method").set_value("edgy").run()
+    assert not at.exception and hostile in plain_text(at)
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, page
+        for element in marked_up(at):
+            assert not any(marker in element for marker in HOSTILE), (page, element)
+
 
 def _edit(path: Path, **fields: object) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
+def test_overview_shows_family_rank_groups_by_modality_and_the_caveat(tmp_path, monkeypatch):
+    """image/shapes: good and okay share group 1; graph/ba-shapes: the model-independent
+    control ranks first, so faithfulness is marked uninformative there. Controls stay when the
+    method-family filter drops every other method."""
+    graph = [record(CONTROL, (0.90, 0.95), task="graph/ba-shapes"), record("good", (0.1, 0.2), task="graph/ba-shapes")]
+    write_root(tmp_path, SHAPES + PLANTED + graph)
+    at = open_app(tmp_path, monkeypatch)
+    assert not at.exception
+    graph_table, image, text = [frame.value.set_index("method") for frame in at.dataframe]
+    assert [h.value for h in at.subheader][:3] == ["graph", "image", "text"]
+    assert image.loc["good", "image/shapes"] == "1.00 (group 1)" and image.loc["okay", "image/shapes"] == "1.00 (group 1)"
+    assert image.loc["weak", "image/shapes"] == "2.00 (group 2)"  # only good's interval is above weak's
+    assert text.index.tolist() == ["weak", "good", "random"]
+    assert graph_table.index.tolist() == [CONTROL, "good"]
+    (caveat,) = [w.value for w in at.warning]
+    assert caveat.startswith("graph\\/ba\\-shapes\\: uninformative for this task\\: the control")
+    at.multiselect(key="method_family").set_value([]).run()
+    _, image, text = [frame.value.set_index("method") for frame in at.dataframe]
+    assert image.index.tolist() == [CONTROL, "random"] and text.index.tolist() == ["random"]
+    assert len(at.get("download_button")) == 5  # one per table, and the two whole-board bundles
+
+
+def test_every_page_renders_on_the_committed_results(monkeypatch):
+    """The committed board, on every page, from its precomputed statistics (``xaiboard board
+    build`` keeps them current; stale ones would be recomputed, correct but slow). No part of a
+    page fails (a failing part is an error element, not an exception)."""
+    root = submissions_dir()
+    stored, why = tables.read_stored(root / tables.TABLES_FILE)
+    current = stored is not None and stored.keys == tables.content_keys(root)
+    assert current, f"{root / tables.TABLES_FILE} is missing or stale ({why or 'records or board code changed'}): run `xaiboard board build` and commit it"
+    at = open_app(root, monkeypatch)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not at.info, [i.value for i in at.info]  # no "Statistics recomputed" notice
+    assert "saliency" in at.dataframe[0].value["method"].tolist()
+    for page in PAGES[1:]:
+        at.switch_page(page).run()
+        assert not at.exception and not at.error, (page, [c.value for c in at.code])
+    at.switch_page("views/task.py").run()
+    at.toggle(key="details").set_value(True).run()
+    assert not at.exception and any("95% CI" in frame.value.columns for frame in at.dataframe)
+    assert [e.value for e in at.error if "could not be shown" in e.value] == []

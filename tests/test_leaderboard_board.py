@@ -71,7 +71,7 @@ def test_every_bad_record_or_card_file_is_one_problem_line(tmp_path):
 def test_the_board_imports_no_method_code():
     """Importing the board and its aggregation loads neither the methods nor Captum nor PyG."""
     check = (
-        "import sys, xaiboard.leaderboard.aggregate, xaiboard.leaderboard.board; "
+        "import sys, xaiboard.leaderboard.aggregate, xaiboard.leaderboard.board, xaiboard.leaderboard.tables; "
         "loaded = [m for m in ('captum', 'torch_geometric', 'xaiboard.methods') if m in sys.modules]; "
         "assert not loaded, loaded"
     )

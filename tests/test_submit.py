@@ -87,6 +87,7 @@ def test_readme_method_is_published_and_ranked(board, tmp_path):
     assert {"grad-squared", "saliency", "random"} <= set(ranks["method"])
     assert "> grad-squared" in result.stdout and "* random" in result.stdout and "user_proxy" in result.stdout
     assert f"published grad-squared: card {root / 'grad-squared' / 'method.json'}" in result.stdout
+    assert f"board statistics: {root / '_board-tables.json'} (2 task(s) recomputed)" in result.stdout
     # no staging folder is left behind, and re-submitting the name needs --overwrite
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
     again = xaiboard("submit", str(source), "--name", "grad-squared", "--tasks", "image/shapes",

@@ -1,0 +1,81 @@
+"""Task page: one task's family ranks and, per family, a method × metric table with CIs; each
+metric's ranked table and CI chart on demand; the task card, cost and provenance."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from xaiboard.leaderboard import ui
+from xaiboard.leaderboard.plain import escape_markdown
+from xaiboard.leaderboard.tables import BoardTables, TaskTables
+
+
+def compact(task: TaskTables, metrics: list[str], family: str) -> pd.DataFrame:
+    """Per method: family mean rank and group, then per metric "mean [CI low, CI high] #rank"."""
+    groups = task.frames["family_groups"]
+    rows = groups[groups["family"] == family].set_index("method")
+    shown = pd.DataFrame({"control": rows["is_control"], "family rank": [
+        ui.rank_cell(m, g) for m, g in zip(rows["mean_rank"], rows["rank_group"])]}, index=rows.index)  # fmt: skip
+    for metric in metrics:
+        ranked = task.frames.get(f"metric:{metric}")
+        if ranked is not None:
+            cells = [_cell(r) for r in ranked.itertuples()]
+            shown[metric] = pd.Series(cells, index=ranked["method"]).reindex(shown.index).fillna("")
+    return shown.sort_values("family rank").rename_axis("method").reset_index()
+
+
+def _cell(row: object) -> str:
+    if row.status != "ok":
+        return ui.STATUS_LABELS.get(row.status, row.status)
+    return f"{row.mean:.3g} {ui.interval(row.ci_low, row.ci_high)} #{row.rank}"
+
+
+def show_family(tables: BoardTables, name: str, task: TaskTables, family: str, details: bool) -> None:
+    if family in task.caveats:
+        ui.caveat(task.caveats[family])
+    metrics = task.families[family]
+    if "family_groups" not in task.errors:
+        with ui.guarded(f"{name}: {family} table"):
+            ui.table(compact(task, metrics, family), ui.file_stem(name, "family", family))
+    if details:
+        for metric in metrics:
+            with ui.guarded(f"{name}/{metric}"):
+                ui.show_metric(tables, name, task, metric)
+
+
+def show_task(tables: BoardTables, name: str) -> None:
+    task = tables.tasks[name]
+    st.header(f"Task {escape_markdown(name)}")
+    st.caption(
+        "Family rank: the method's rank group averaged over the family's metrics (lower is better), with the "
+        "family rank group in brackets. Cells: mean [95% CI] #rank group. Errors count as ranked last; "
+        "not-applicable metrics are left out."
+    )
+    ranks = ui.frame(task, "family_ranks") if "family_groups" not in task.errors else ui.frame(task, "family_groups")
+    if ranks is not None:
+        ui.table(ranks, ui.file_stem(name, "family-ranks"))
+    details = st.toggle("Show each metric's ranked table and CI chart", key="details")
+    for tab, family in zip(st.tabs([escape_markdown(f) for f in task.families]), task.families):
+        with tab:
+            show_family(tables, name, task, family, details)
+    with st.expander("Task card", expanded=True):
+        registered = tables.task_cards.get(name)
+        if registered:
+            ui.table(pd.DataFrame({"field": list(registered), "value": [str(v) for v in registered.values()]}),
+                     ui.file_stem(name, "task-card"))  # fmt: skip
+        else:
+            st.text("No registered card was stored for this task (xaiboard board build stores it).")
+    for title, key in (("Settings the records were produced under", "card"), ("Methods on this task", "cards"),
+                       ("Cost per explanation", "cost"), ("Evaluation cost per metric (all methods)", "metric_cost"),
+                       ("Provenance", "provenance")):  # fmt: skip
+        with st.expander(title):
+            data = ui.frame(task, key)
+            if data is not None:
+                ui.table(data, ui.file_stem(name, key))
+
+
+tables = ui.current()
+chosen = st.sidebar.selectbox("Task", list(tables.tasks), key="task")
+with ui.guarded(chosen):
+    show_task(tables, chosen)
