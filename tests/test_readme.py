@@ -44,7 +44,8 @@ def test_readme_plugin_example_runs(tmp_path):
 
 
 WRITERS = {"run": ("--results-dir", "results"), "submit": ("--results-dir", None),
-           "train-model": ("--out", None), "export-samples": ("--out", None), "reproduce": ("--results-dir", "results")}
+           "train-model": ("--out", None), "export-samples": ("--out", None), "reproduce": ("--results-dir", "results"),
+           "board": ("--results-dir", None)}
 
 
 def usage_commands() -> list[list[str]]:
