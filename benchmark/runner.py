@@ -17,6 +17,7 @@ pair with :meth:`Run.pair`, and only this process, the driver, writes to the res
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import traceback
@@ -245,8 +246,15 @@ class Run:
         return found, missing
 
     def pair(self, work: PairWork, loaded: _Loaded, task_memo: dict) -> list[ResultRecord]:
-        """Explain once and evaluate every metric; a method failure fails every metric."""
+        """Explain once and evaluate every metric; a method failure fails every metric.
+
+        The pair works on its own copy of the task's model: whatever a method leaves on the
+        model object (hooks, train mode, PyG's explain-mode ``propagate`` swaps, which changed
+        PGExplainer's training when GNNExplainer had run first) cannot reach another method's
+        results, so a pair's records do not depend on which methods ran before it.
+        """
         task, explainer, metrics, pair = work.task, work.explainer, work.metrics, work.pair
+        loaded = replace(loaded, model=copy.deepcopy(loaded.model))
         try:
             entry = self.explanation(task, explainer, loaded)
         except Exception as exc:

@@ -185,6 +185,31 @@ def test_failing_methods_and_metrics_become_error_records(toy_task, tmp_path):
     assert table.loc[("toy/linear", "test-magnitude"), "test-top1-in-gt"].startswith(f"{top1.summary.mean:.3g} [")
 
 
+class Vandal(Gradient):
+    """Leaves the model changed behind it: zeroed weights and training mode."""
+
+    name = "test-vandal"
+
+    def explain(self, model, inputs, targets, task):
+        attribution = super().explain(model, inputs, targets, task)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.zero_()
+        model.train()
+        return attribution
+
+
+def test_a_method_cannot_change_the_model_another_method_sees(toy_task, tmp_path):
+    """Each pair gets its own copy of the model: a method that runs after one that wrecked its
+    model object scores exactly as when it runs alone."""
+    metrics = [KeepTop(), Rerun()]
+    alone = run_toy(toy_task, [Gradient()], metrics, tmp_path / "alone")
+    after = run_toy(toy_task, [Vandal(), Gradient()], metrics, tmp_path / "after")
+    scores = {(r.method, r.metric): r.scores for r in after}
+    assert all(r.status == "ok" for r in alone + after)
+    assert [scores[("test-gradient", r.metric)] for r in alone] == [r.scores for r in alone]
+
+
 def test_rerun_skips_finished_pairs_and_retries_errors(toy_task, tmp_path):
     done, failing, metric = Counted(), Raises(), Top1InGroundTruth()
     run_toy(toy_task, [done, failing], [metric], tmp_path)
