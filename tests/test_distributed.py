@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -69,8 +70,14 @@ class AlwaysDies(Explainer):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray instance with 2 CPUs for the module; the executor joins it."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    """One local Ray instance with 2 CPUs for the module; the executor joins it.
+
+    Workers import what the driver pickles, including the test helpers' modules (``toy_task``),
+    which pytest puts on the driver's ``sys.path`` only: the workers get the tests folder on
+    their ``PYTHONPATH``.
+    """
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield
     ray.shutdown()
 

@@ -144,8 +144,9 @@ def test_leaderboard_renders_committed_results(task, monkeypatch):
     monkeypatch.delenv("XAIBOARD_SUBMISSIONS", raising=False)
     app = submissions_dir().parent / "leaderboard" / "app.py"
     # AppTest insists on a timeout; an hour is no limit a correct render comes near under any load
-    at = AppTest.from_file(str(app), default_timeout=3600).run()
-    at.sidebar.selectbox[0].set_value(task).run()
+    at = AppTest.from_file(str(app), default_timeout=3600).run().switch_page("views/task.py").run()
+    at.sidebar.selectbox(key="task").set_value(task).run()
+    at.toggle(key="details").set_value(True).run()
     assert not at.exception
     tables = [frame.value for frame in at.dataframe if "95% CI" in frame.value.columns]
     assert len(tables) == len(metrics_of(task))
