@@ -124,10 +124,11 @@ def test_robust_fidelity_quick_table(tmp_path, monkeypatch):
 # ---- PGExplainer -------------------------------------------------------------------------------
 def test_pgexplainer_auc_quick_table(tmp_path, monkeypatch):
     """The table's structure at a tiny size: 2 nodes, a 20-epoch model, 1 explainer epoch."""
+    from xaiboard.benchmark.reproductions import gnnexplainer_table1 as table1
     from xaiboard.benchmark.reproductions import pgexplainer_auc as pg
 
-    monkeypatch.setattr(pg, "QUICK_NODES", 2)
-    monkeypatch.setattr(pg, "QUICK_MODEL_EPOCHS", 20)
+    monkeypatch.setattr(table1, "QUICK_NODES", 2)  # the models and nodes are table 1's (seeded_models)
+    monkeypatch.setattr(table1, "QUICK_EPOCHS", 20)
     monkeypatch.setattr(pg, "QUICK_EPOCHS", 1)
     record = run_reproduction(REPRODUCTIONS.create("pgexplainer-auc"), 1, True, tmp_path, progress=False, log=lambda _: None)
     rows = {(r["method"], r["metric"]): r for r in record["rows"]}

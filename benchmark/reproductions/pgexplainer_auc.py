@@ -33,18 +33,16 @@ from torch_geometric.data import Data
 from torch_geometric.explain import Explainer
 from torch_geometric.explain.algorithm import PGExplainer
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
-from tqdm.auto import tqdm
 
 import xaiboard.tasks  # noqa: F401  (registers the graph tasks)
 
-from ..registry import TASKS
 from .base import REPRODUCTIONS, Measured, Published, Reproduction
-from .gnnexplainer_table1 import DATASETS, RECIPE, EdgeScorer, accuracy, computation_graph, pooled_auc, train
+from .gnnexplainer_table1 import EdgeScorer, computation_graph, pooled_auc, record, seeded_models
 
 TABLE = "Table 1 (explanation AUC)"
 #: the paper's hyperparameters (PyG's defaults for the coefficients and the temperature schedule)
 EPOCHS, LR = 30, 0.003
-QUICK_NODES, QUICK_MODEL_EPOCHS, QUICK_EPOCHS = 4, 200, 2
+QUICK_EPOCHS = 2  # explainer epochs; the models' quick size is gnnexplainer_table1's
 
 
 class UnsaturatedPGExplainer(PGExplainer):
@@ -129,16 +127,7 @@ class PGExplainerAUC(Reproduction):
 
     def measure(self, seeds: Sequence[int], quick: bool, progress: bool, out_dir: Path) -> dict[tuple[str, str], Measured]:
         measured: dict[tuple[str, str], Measured] = {}
-        with tqdm(total=len(DATASETS) * len(seeds), desc=self.name, disable=not progress) as bar:
-            for dataset, (task_name, node_range) in DATASETS.items():
-                task = TASKS.create(task_name)
-                nodes = list(range(*node_range))[: QUICK_NODES if quick else None]
-                for seed in seeds:
-                    model = train(task.data, task.num_classes, seed, QUICK_MODEL_EPOCHS if quick else RECIPE["epochs"])
-                    measured.setdefault(("model accuracy", dataset), Measured()).values.append(accuracy(model, task.data))
-                    torch.manual_seed(seed)
-                    explainer = trained_explainer(model, task.data, nodes, QUICK_EPOCHS if quick else EPOCHS)
-                    auc = pooled_auc(pgexplainer_scores(model, explainer), task.data, nodes)
-                    measured.setdefault(("pgexplainer", f"AUC {dataset}"), Measured()).values.append(auc)
-                    bar.update()
+        for dataset, data, nodes, model in seeded_models(self.name, seeds, quick, progress, measured):
+            explainer = trained_explainer(model, data, nodes, QUICK_EPOCHS if quick else EPOCHS)
+            record(measured, ("pgexplainer", f"AUC {dataset}"), pooled_auc(pgexplainer_scores(model, explainer), data, nodes))
         return measured
