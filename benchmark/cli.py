@@ -617,8 +617,11 @@ def _load_registries(plugins: Sequence[Path]) -> None:
 
 
 def suite_tasks(suite: str) -> list[str]:
-    """The registered tasks of a suite: ``default`` = built-in tier, ``full`` = every task."""
-    return [name for name in TASKS.names() if suite == "full" or getattr(TASKS.factory(name), "tier", "built-in") == "built-in"]
+    """The registered tasks of a suite: ``default`` = built-in tier, ``full`` = every task but the
+    archived versions (an earlier version of a task, registered as ``NAME@VERSION`` so that its
+    records stay reproducible, runs only when named with ``--tasks``)."""
+    tiers = {name: getattr(TASKS.factory(name), "tier", "built-in") for name in TASKS.names()}
+    return [name for name, tier in tiers.items() if tier != "archived" and (suite == "full" or tier == "built-in")]
 
 
 def suite_methods(suite: str) -> list[str]:
