@@ -5,7 +5,8 @@ every metric of a run reads the same explanation; re-running a metric, adding a 
 resuming a crashed run then costs no explanation at all. The key holds everything that
 changes the explanation: the task's name, version and fingerprint (code, removal, the model's
 parameters as loaded) and the method's
-name and code hash (source + parameters), the seed and the sample count. The Cost of the
+name and code hash (source + parameters), the seed, the sample count and the split (only when
+it is not ``test``, so that keys made before splits were chosen stay valid). The Cost of the
 original computation is stored alongside, so cost metrics stay truthful on a cache hit.
 """
 
@@ -38,7 +39,7 @@ class ExplanationCache:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir()
 
-    def path(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int) -> Path:
+    def path(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int, split: str = "test") -> Path:
         key = {
             "task": task.name,
             "task_version": task.version,
@@ -47,13 +48,15 @@ class ExplanationCache:
             "method_hash": explainer.code_hash(),
             "seed": seed,
             "n": n,
+            **({"split": split} if split != "test" else {}),
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         return self.root / task.name / explainer.name / f"{digest}.pt"
 
-    def load(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int) -> CachedExplanation | None:
+    def load(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int,
+             split: str = "test") -> CachedExplanation | None:
         """The cached explanation (on CPU), or ``None`` if absent or unreadable (then recomputed)."""
-        path = self.path(task, fingerprint, explainer, seed, n)
+        path = self.path(task, fingerprint, explainer, seed, n, split)
         if not path.exists():
             return None
         try:
@@ -62,8 +65,9 @@ class ExplanationCache:
         except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError):
             return None
 
-    def save(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int, entry: CachedExplanation) -> Path:
+    def save(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int, entry: CachedExplanation,
+             split: str = "test") -> Path:
         """Store atomically (temp file + ``os.replace``) so a crash never leaves half a file."""
-        path = self.path(task, fingerprint, explainer, seed, n)
+        path = self.path(task, fingerprint, explainer, seed, n, split)
         blob = {"explanation": entry.explanation.detach().cpu(), "cost": entry.cost.as_dict()}
         return atomic_write(path, lambda f: torch.save(blob, f))

@@ -4,7 +4,9 @@ model, open the leaderboard.
 Bring your own task, method or metric: write a Python file that registers it
 (``@METHODS.register("my-method")`` on an ``Explainer`` subclass, likewise ``TASKS`` and
 ``METRICS``) and pass it with ``--plugin FILE.py`` to ``run``, ``list`` or ``train-model``,
-e.g. ``xaiboard run --plugin my_method.py --methods my-method``.
+e.g. ``xaiboard run --plugin my_method.py --methods my-method``. Tasks from a plugin file join
+no suite: without ``--tasks``, a run with plugin files that register tasks evaluates exactly
+those tasks (``xaiboard run --plugin my_task.py``), and the suite's tasks otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -32,7 +35,7 @@ from .card import CARD_FILE, CardError, MethodCard
 from .device import resolve_device
 from .environment import versions
 from . import paths
-from .registry import METHODS, METRICS, TASKS, Registry, load_plugin
+from .registry import METHODS, METRICS, TASKS, Registry, load_plugin, plugin_names
 from .runner import results_table, run
 from .sandbox import SandboxPolicy
 from .store import ResultStore
@@ -42,7 +45,8 @@ PLUGIN = click.option(
     "plugins",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A Python file that registers extra tasks/methods/metrics (repeatable).",
+    help="A Python file that registers extra tasks/methods/metrics (repeatable). Its tasks join no suite "
+    "(run and submit without --tasks evaluate them, and only them).",
 )
 SUITES = ("default", "full")
 QUICK_REPEATS = 3
@@ -106,11 +110,28 @@ def main() -> None:
     "(downloads data) and the full-tier methods (LIME, KernelSHAP, RISE: slow on a CPU). "
     "--tasks and --methods override its tasks and its methods.",
 )
-@click.option("--tasks", help="Comma-separated task names (overrides --suite's tasks).")
+@click.option(
+    "--tasks",
+    help="Comma-separated task names (overrides --suite's tasks). Default: the tasks the --plugin files register, "
+    "if they register any, else the suite's.",
+)
 @click.option("--methods", help="Comma-separated method names (overrides --suite's methods).")
 @click.option("--metrics", help="Comma-separated metric names (default: every registered metric).")
 @click.option("--n", default=64, show_default=True, type=click.IntRange(min=1), help="Samples per task.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for sample choice and randomness.")
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    help="The tasks' split to evaluate (built-in tasks have train and test), recorded in every record. "
+    "A results folder keeps one record per (task, method, metric): give each split its own --results-dir.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, path_type=Path),
+    help="Model weights to use instead of the committed ones: a folder written by `xaiboard train-model TASK --out DIR` "
+    "(each task loads DIR/<its weights stem>.safetensors), or one .safetensors file when one task runs.",
+)
 @DEVICE
 @click.option(
     "--results-dir",
@@ -118,7 +139,7 @@ def main() -> None:
     help="Where result records go (default: ./results, or $XAIBOARD_RESULTS). "
     "The committed board is written only when you pass --results-dir submissions.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bars or skip notes.")
+@click.option("--quiet", is_flag=True, help="No progress bars, skip notes or library warnings (Captum, PyTorch, ...).")
 @click.option("--force", is_flag=True, help="Recompute every pair, ignoring stored results and cached explanations.")
 @executor_options
 @PLUGIN
@@ -129,6 +150,8 @@ def run_command(
     metrics: str | None,
     n: int,
     seed: int,
+    split: str,
+    weights: Path | None,
     device: str,
     results_dir: Path | None,
     quiet: bool,
@@ -141,9 +164,11 @@ def run_command(
 ) -> None:
     _load_registries(plugins)
     chosen = _executor(executor, address, worker_threads, max_retries)
-    task_names = _names(TASKS, tasks, "--tasks") if tasks else suite_tasks(suite)
+    task_names = chosen_tasks(tasks, suite, plugins)
     method_names = _names(METHODS, methods, "--methods") if methods else suite_methods(suite)
     metric_names = _names(METRICS, metrics, "--metrics")
+    if weights is not None:
+        check_weights(weights, task_names)
     store = ResultStore(writable_results_dir(results_dir or paths.results_dir()))
     _log_to_console(quiet)
     with logging_redirect_tqdm():
@@ -159,6 +184,8 @@ def run_command(
             progress=not quiet,
             force=force,
             executor=chosen,
+            split=split,
+            weights=weights,
         )
     table = results_table(records)
     click.echo(table.to_string() if not table.empty else "no results (nothing applicable)")
@@ -174,7 +201,8 @@ def run_command(
               help="A folder of explanations for exported samples (see xaiboard export-samples) instead of code.")
 @click.option("--suite", type=click.Choice(SUITES), default="default", show_default=True,
               help="Tasks to run on, as in `run` (ignored with --tasks).")
-@click.option("--tasks", help="Comma-separated task names (overrides --suite).")
+@click.option("--tasks", help="Comma-separated task names (overrides --suite). Default: the tasks the --plugin files "
+              "register, if they register any, else the suite's.")
 @click.option("--metrics", help="Comma-separated metric names (default: every registered metric).")
 @click.option("--n", default=64, show_default=True, type=click.IntRange(min=1),
               help="Samples per task (with --precomputed: the export's).")
@@ -197,7 +225,7 @@ def run_command(
               help="Address-space cap of the worker process in MiB (RLIMIT_AS).")
 @click.option("--unsafe-no-sandbox", is_flag=True,
               help="Run without Landlock where the kernel lacks it (time and memory limits still apply).")
-@click.option("--quiet", is_flag=True, help="No progress bars or skip notes.")
+@click.option("--quiet", is_flag=True, help="No progress bars, skip notes or library warnings.")
 @executor_options
 @PLUGIN
 def submit_command(source: str | None, name: str, precomputed: Path | None, suite: str, tasks: str | None,
@@ -241,7 +269,7 @@ def _submit(source, name, precomputed, tasks, suite, metrics, n, seed, device, r
         else:
             path, _, class_name = source.partition(":")
             explainer = SandboxedExplainer(Path(path), class_name or None, policy, plugins, name=name)
-            kind, task_names = "submission", _names(TASKS, tasks, "--tasks") if tasks else suite_tasks(suite)
+            kind, task_names = "submission", chosen_tasks(tasks, suite, plugins)
     except (SubmissionError, PrecomputedError, OSError) as exc:
         raise SubmissionRejected(str(exc).splitlines()[0]) from None
     with contextlib.closing(explainer):
@@ -334,7 +362,10 @@ def train_model_command(task_name: str, seed: int, device: str, out: Path | None
     _load_registries(plugins)
     task = TASKS.create(_names(TASKS, task_name, "TASK")[0])
     start = time.perf_counter()
-    model, accuracy = task.train_model(seed, _device(device))
+    try:
+        model, accuracy = task.train_model(seed, _device(device))
+    except NotImplementedError as exc:
+        raise click.ClickException(str(exc)) from None
     meta = {
         "task": task.name,
         "task_version": task.version,
@@ -589,7 +620,12 @@ def _executor(name: str, address: str | None, threads: int, retries: int):
 
 
 def _log_to_console(quiet: bool) -> None:
+    """Our log lines on the console (only warnings under ``quiet``); under ``quiet`` the
+    libraries' Python warnings (Captum's, PyTorch's) are silenced too: they are about how a
+    method calls a library, not about the results, and would bury the table."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    if quiet:
+        warnings.simplefilter("ignore")
 
 
 def _exit_on_errors(records: Sequence) -> None:
@@ -619,9 +655,35 @@ def _load_registries(plugins: Sequence[Path]) -> None:
 def suite_tasks(suite: str) -> list[str]:
     """The registered tasks of a suite: ``default`` = built-in tier, ``full`` = every task but the
     archived versions (an earlier version of a task, registered as ``NAME@VERSION`` so that its
-    records stay reproducible, runs only when named with ``--tasks``)."""
-    tiers = {name: getattr(TASKS.factory(name), "tier", "built-in") for name in TASKS.names()}
+    records stay reproducible, runs only when named with ``--tasks``). Tasks registered by a
+    ``--plugin`` file are in no suite, whatever their tier says."""
+    brought = set(plugin_names("task"))
+    tiers = {name: getattr(TASKS.factory(name), "tier", "built-in") for name in TASKS.names() if name not in brought}
     return [name for name, tier in tiers.items() if tier != "archived" and (suite == "full" or tier == "built-in")]
+
+
+def chosen_tasks(tasks: str | None, suite: str, plugins: Sequence[Path]) -> list[str]:
+    """The tasks of a run: ``--tasks``; else the tasks the ``--plugin`` files register (but
+    archived versions), so that ``run --plugin my_task.py`` runs one's own task, not the whole
+    suite beside it; else the suite's."""
+    if tasks:
+        return _names(TASKS, tasks, "--tasks")
+    brought = [name for name in plugin_names("task", plugins) if getattr(TASKS.factory(name), "tier", "") != "archived"]
+    return brought or suite_tasks(suite)
+
+
+def check_weights(path: Path, task_names: Sequence[str]) -> None:
+    """``--weights`` holds weights for every task of the run (a single file: the run has one task)."""
+    from xaiboard.tasks.weights import weights_in
+
+    if path.is_file() and len(task_names) != 1:
+        raise click.BadParameter(f"a single weights file fits one task; this run has {len(task_names)}", param_hint="--weights")
+    for name in task_names:
+        stem = getattr(TASKS.create(name), "weights_stem", "")
+        if not stem:
+            raise click.BadParameter(f"{name} brings its own model, which has no weights file to replace", param_hint="--weights")
+        if stem not in weights_in(path, stem):
+            raise click.BadParameter(f"{path} has no {stem}.safetensors, the weights of {name}", param_hint="--weights")
 
 
 def suite_methods(suite: str) -> list[str]:

@@ -132,7 +132,7 @@ def _meta(task: Task, n: int, seed: int, batch: Batch, tensors: dict[str, Tensor
         "n_samples": len(batch),
         "feature_shape": feature_shape,
         "model": task.card.model,
-        "weights": f"tasks/weights/{task.weights_stem}.safetensors",
+        "weights": f"tasks/weights/{task.weights_stem}.safetensors" if task.weights_stem else "brought by the task",
         "tensors": _describe(tensors),
         "explanations": f"write explanations.safetensors or explanations.npz into this folder: 'ids' [N] integer and "
         f"'explanations' [N, {', '.join(map(str, feature_shape))}] float, higher = more important",

@@ -7,7 +7,7 @@ computed for this method, e.g. it must re-run a method that was submitted as pre
 explanations; ``reason`` says why, and the board shows it as such rather than as a gap).
 
 Besides what was computed, a record carries what it was computed *from*: the evaluated
-sample ids, the task's fingerprint (code, removal and the model's parameters as loaded) and the
+split and sample ids, the task's fingerprint (code, removal and the model's parameters as loaded) and the
 metric's code hash. Resume recomputes a record when any of them differs, so a fixed metric bug
 or a retrained model never leaves stale numbers behind.
 
@@ -38,6 +38,12 @@ FAMILIES: tuple[str, ...] = ("faithfulness", "robustness", "user_proxy", "sanity
 
 class RecordError(ValueError):
     """A result file that cannot be read or does not match the schema."""
+
+
+class NotApplicable(Exception):
+    """Raised by a task hook or a method when the method cannot apply to the task (a CAM method
+    on a model without a convolution): the runner records every metric of the pair as
+    ``not-applicable`` with the message as the reason, instead of an error."""
 
 
 @dataclass
@@ -80,6 +86,8 @@ class ResultRecord:
     reason: str | None = None
     traceback: str | None = None
     created: str = ""
+    #: the evaluated split; records written before the field existed read as ``"test"``
+    split: str = "test"
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -156,6 +164,8 @@ def _check_values(data: dict[str, Any], source: str) -> None:
             raise RecordError(f"{source}: field '{name}' must be one of {', '.join(allowed)}; got {data[name]!r}")
     if data["schema_version"] != SCHEMA_VERSION:
         raise RecordError(f"{source}: field 'schema_version' is {data['schema_version']}, expected {SCHEMA_VERSION}")
+    if not isinstance(data.get("split", "test"), str):
+        raise RecordError(f"{source}: field 'split' has type {type(data['split']).__name__}")
     for name in ("error", "reason", "traceback", "created"):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise RecordError(f"{source}: field '{name}' has type {type(data[name]).__name__}")

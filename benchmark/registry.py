@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Generic, TypeVar
@@ -57,6 +57,8 @@ METHODS: Registry = Registry("method")
 METRICS: Registry = Registry("metric")
 #: start of the module name a plugin file is imported under
 PLUGIN_PREFIX = "xaiboard_plugin_"
+#: per plugin file (resolved path), the names it registered when imported, by registry kind
+_PLUGIN_NAMES: dict[Path, dict[str, list[str]]] = {}
 
 
 def load_plugin(path: Path | str) -> ModuleType:
@@ -65,9 +67,22 @@ def load_plugin(path: Path | str) -> ModuleType:
     The module's name is derived from the file's resolved path, so the harness and a sandboxed
     worker give a plugin the same name, and a model pickled in one whose class lives in a
     plugin unpickles in the other. A plugin that fails to import leaves no half module behind.
+    What the file registered is remembered (:func:`plugin_names`).
     """
     path = Path(path).resolve()
-    return import_file(PLUGIN_PREFIX + hashlib.sha256(str(path).encode()).hexdigest()[:12], path)
+    before = {registry.kind: set(registry.names()) for registry in (TASKS, METHODS, METRICS)}
+    module = import_file(PLUGIN_PREFIX + hashlib.sha256(str(path).encode()).hexdigest()[:12], path)
+    if path not in _PLUGIN_NAMES:
+        _PLUGIN_NAMES[path] = {kind: [n for n in registry.names() if n not in before[kind]]
+                               for kind, registry in (("task", TASKS), ("method", METHODS), ("metric", METRICS))}
+    return module
+
+
+def plugin_names(kind: str, paths: Iterable[Path | str] | None = None) -> list[str]:
+    """The names of ``kind`` (``task``, ``method``, ``metric``) that the plugin files ``paths``
+    registered (default: every plugin file loaded in this process), file by file, each sorted."""
+    chosen = _PLUGIN_NAMES if paths is None else [Path(p).resolve() for p in paths]
+    return list(dict.fromkeys(name for path in chosen for name in _PLUGIN_NAMES.get(path, {}).get(kind, [])))
 
 
 def import_file(name: str, path: Path) -> ModuleType:

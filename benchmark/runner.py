@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
@@ -39,7 +40,7 @@ from .cost import Cost, count_passes
 from .device import resolve_device
 from .environment import describe_device, versions
 from .metric import Metric, MetricContext
-from .record import RecordError, ResultRecord
+from .record import NotApplicable, RecordError, ResultRecord
 from .registry import METHODS, METRICS, TASKS, Registry
 from .removal import RemovalEngine
 from .stats import summarize
@@ -75,6 +76,8 @@ def run(
     force: bool = False,
     card: Callable[[Explainer], MethodCard] = baseline_card,
     executor: Executor | None = None,
+    split: str = "test",
+    weights: Path | None = None,
 ) -> list[ResultRecord]:
     """Evaluate every method on every task with every metric; write and return the records.
 
@@ -84,6 +87,8 @@ def run(
     parameters) are skipped and explanations come from the cache, unless ``force`` recomputes
     everything. Each evaluated method's card (``card(explainer)``) is written beside its records.
     ``executor`` computes the pairs (default: :class:`SerialExecutor`, in this process).
+    ``split`` is the split evaluated (recorded in every record); ``weights`` replaces the tasks'
+    committed weights (a folder as ``xaiboard train-model --out`` writes it, or one task's file).
     """
     device = resolve_device(device) if isinstance(device, str) else device
     job = Run(
@@ -96,6 +101,8 @@ def run(
         device_name=describe_device(device),
         force=force,
         card=card,
+        split=split,
+        weights=weights,
     )
     chosen = executor if executor is not None else SerialExecutor()
     return chosen.execute(job, _instances(TASKS, tasks), _instances(METHODS, methods), _instances(METRICS, metrics))
@@ -165,6 +172,10 @@ class Run:
     device_name: str
     force: bool = False
     card: Callable[[Explainer], MethodCard] = baseline_card
+    #: the task split evaluated
+    split: str = "test"
+    #: weights that replace the committed ones (``tasks.weights.weights_in``), or ``None``
+    weights: Path | None = None
     versions: dict[str, str] = field(default_factory=versions)
     #: the counter of the metric being computed, which sandboxed re-explanations report into
     metering: Cost | None = None
@@ -201,11 +212,17 @@ class Run:
         return self.pair(replace(work, pair=self.pair_fields(work.task, work.explainer, loaded)), loaded, {})
 
     def load(self, task: Task) -> _Loaded:
-        """The task's model and evaluation batch, and the fingerprint of the model as loaded."""
-        model = task.model(self.device)
-        batch = task.samples("test", self.n, self.seed).to(self.device)
+        """The task's model (from ``weights`` when given) and evaluation batch, and the
+        fingerprint of the model as loaded."""
+        from xaiboard.tasks.weights import weights_from, weights_in
+
+        files = weights_in(self.weights, getattr(task, "weights_stem", "")) if self.weights is not None else {}
+        with weights_from(files):
+            model = task.model(self.device)
+        batch = task.samples(self.split, self.n, self.seed).to(self.device)
         if len(batch) < self.n:
-            log.warning("%s has only %d test samples: evaluating %d (asked for %d)", task.name, len(batch), len(batch), self.n)
+            log.warning("%s has only %d %s samples: evaluating %d (asked for %d)", task.name, len(batch), self.split,
+                        len(batch), self.n)
         ids = batch.ids.tolist() if batch.ids is not None else list(range(len(batch)))
         return _Loaded(model, batch, task.fingerprint(model), ids)
 
@@ -219,6 +236,7 @@ class Run:
             "method_hash": explainer.code_hash(),
             "method_params": _jsonable(explainer.params),
             "seed": self.seed,
+            "split": self.split,
             "n_samples": len(loaded.sample_ids),
             "sample_ids": loaded.sample_ids,
             "removal": task.removal_name,
@@ -257,6 +275,9 @@ class Run:
         loaded = replace(loaded, model=copy.deepcopy(loaded.model))
         try:
             entry = self.explanation(task, explainer, loaded)
+        except NotApplicable as exc:
+            reason = f"{explainer.name} does not apply to {task.name}: {exc}"
+            return [self.write(pair, m, status="not-applicable", reason=reason) for m in metrics]
         except Exception as exc:
             message = f"explaining {task.name} with {explainer.name} failed: {type(exc).__name__}: {exc}"
             return [self.write(pair, m, status="error", error=message, traceback=traceback.format_exc()) for m in metrics]
@@ -279,18 +300,21 @@ class Run:
     def explanation(self, task: Task, explainer: Explainer, loaded: _Loaded) -> CachedExplanation:
         """From the cache, or computed once over the whole batch under a pass counter.
 
+        ``NotApplicable`` from the method or a task hook it calls (no CAM layer) propagates:
+        the pair is recorded as not applicable, with its reason.
+
         A method that counts its own passes (one running in a sandboxed worker, where the
         parent's hooks cannot see the model) reports them as ``last_cost``.
         """
         key = (task, loaded.fingerprint, explainer, self.seed, len(loaded.batch))
-        cached = None if self.force else self.cache.load(*key)
+        cached = None if self.force else self.cache.load(*key, split=self.split)
         if cached is not None:
             return cached
         torch.manual_seed(self.seed)
         with count_passes(loaded.model, self.device) as cost:
             raw = explainer.explain_batch(loaded.model, loaded.batch, task)
         entry = CachedExplanation(checked_explanation(raw, loaded.batch, explainer.name), getattr(explainer, "last_cost", cost))
-        self.cache.save(*key, entry)
+        self.cache.save(*key, entry, split=self.split)
         return entry
 
     def reexplainer(self, task: Task, explainer: Explainer) -> Callable[[nn.Module, Any, Tensor], Tensor]:
@@ -427,7 +451,7 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
 
 #: what makes a stored record the one this run would compute: the task's code, removal and model
 #: (fingerprint), the method's code and parameters (hash), the samples, and the metric's code
-_RESUME_FIELDS = ("task_version", "task_fingerprint", "method_hash", "seed", "n_samples", "sample_ids", "removal")
+_RESUME_FIELDS = ("task_version", "task_fingerprint", "method_hash", "seed", "split", "n_samples", "sample_ids", "removal")
 
 
 def _matches(stored: ResultRecord, pair: dict[str, Any], metric: Metric) -> bool:

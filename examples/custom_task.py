@@ -1,20 +1,18 @@
-"""A task of your own, registered from a file: ``xaiboard run --plugin custom_task.py --tasks my/bars``.
+"""A task of your own, registered from a file: ``xaiboard run --plugin custom_task.py``.
 
 The task: 8x8 grey images with one bright bar, horizontal (class 0) or vertical (class 1), on a
 noisy background. The model is yours, here a fixed line detector (a 3x3 convolution per
 orientation, ReLU, global sum pooling), so there is nothing to train. The ground truth is the
-bar's pixels. Subclassing ``ImageTask`` gives the feature space (pixels), the removal operator
-(``zero``, ``mean`` or ``blur``) and everything explainers need; you supply data and model.
+bar's pixels. ``PretrainedImageTask`` gives the feature space (pixels), the removal operator,
+what explainers need (Grad-CAM reads the last convolution) and a card; you supply data and model.
 """
 
 import torch
 from torch import nn
 
 from xaiboard.benchmark.registry import TASKS
-from xaiboard.benchmark.task import Batch, TaskCard
-from xaiboard.tasks.image import ImageTask
-
-SPLITS = ("train", "test")
+from xaiboard.benchmark.task import Batch
+from xaiboard.tasks.custom import PretrainedImageTask
 
 
 class LineDetector(nn.Module):
@@ -33,48 +31,19 @@ class LineDetector(nn.Module):
 
 
 @TASKS.register("my/bars")
-class BarsTask(ImageTask):
-    name = "my/bars"
-    version = "1"
-    num_classes = 2
-    image_shape = (1, 8, 8)
-    has_ground_truth = True
-    weights_stem = "my_bars"  # unused: the model has fixed weights
-    recipe = {}
-    card = TaskCard(
-        dataset="generated 8x8 images with one horizontal or vertical bar",
-        model="fixed oriented line detector (3x3 conv, ReLU, global sum)",
-        feature_space="pixels 8x8",
-        removal="zero",
-        ground_truth="pixels of the bar",
-        licence="MIT (generated)",
-        removal_baseline="pixel value 0",
-        splits="train and test drawn from disjoint seeds",
-    )
+class BarsTask(PretrainedImageTask):
+    """generated 8x8 images with one horizontal or vertical bar"""
 
-    def build_model(self) -> nn.Module:
-        return LineDetector()
+    name, num_classes, image_shape, has_ground_truth = "my/bars", 2, (1, 8, 8), True
 
     def model(self, device="cpu") -> nn.Module:
-        return self.build_model().eval().to(device)
-
-    def cam_layer(self, model: nn.Module) -> nn.Module:
-        return model.conv
+        return LineDetector().eval().to(device)
 
     def samples(self, split: str, n: int, seed: int) -> Batch:
-        g = torch.Generator().manual_seed(2 * seed + SPLITS.index(split))
-        labels = torch.randint(0, 2, (n,), generator=g)
-        where = torch.randint(0, 8, (n,), generator=g)
+        g = torch.Generator().manual_seed(2 * seed + ("train", "test").index(split))
+        labels, where = torch.randint(0, 2, (n,), generator=g), torch.randint(0, 8, (n,), generator=g)
         bars = torch.zeros(n, 8, 8, dtype=torch.bool)
-        rows = torch.arange(n)
-        bars[rows[labels == 0], where[labels == 0], :] = True
-        bars[rows[labels == 1], :, where[labels == 1]] = True
+        bars[labels == 0, where[labels == 0], :] = True  # a row for class 0
+        bars[labels == 1, :, where[labels == 1]] = True  # a column for class 1
         images = torch.where(bars, 1.0, 0.3 * torch.rand(n, 8, 8, generator=g)).unsqueeze(1)
         return Batch(images, labels, labels, self.valid_features(images), bars, torch.arange(n))
-
-    def train_model(self, seed=0, device="cpu"):
-        model = self.model(device)
-        batch = self.samples("test", 512, seed)
-        with torch.no_grad():
-            accuracy = (model(batch.inputs.to(device)).argmax(1).cpu() == batch.labels).float().mean().item()
-        return model, accuracy

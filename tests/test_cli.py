@@ -2,18 +2,24 @@
 
 import json
 import textwrap
+import warnings
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from xaiboard.benchmark import cli
+from xaiboard.benchmark.record import RecordError, ResultRecord
 from xaiboard.benchmark.store import ResultStore
+from xaiboard.tasks.weights import weights_from
 
 PLUGIN = '''
-from toy_task import ToyTask
+import torch
+from toy_task import ToyModel, ToyTask
 from xaiboard.benchmark.metric import Metric
 from xaiboard.benchmark.registry import METHODS, METRICS, TASKS
 from xaiboard.methods.base import Explainer
+from xaiboard.tasks.custom import TrainedModel
 
 
 class WeightedToy(ToyTask):
@@ -25,6 +31,22 @@ class WeightedToy(ToyTask):
 class HubToy(ToyTask):
     name = "toy/hub"
     tier = "hub"
+
+
+class TrainedToy(TrainedModel, ToyTask):
+    """the toy task, its linear layer scaled by the recipe"""
+
+    name = "toy/trained"
+    recipe = {"scale": 2.0}
+
+    def build_model(self):
+        return ToyModel()
+
+    def train_model(self, seed=0, device="cpu"):
+        model = ToyTask.model(self, device)
+        with torch.no_grad():
+            model.fc.weight.mul_(self.recipe["scale"])
+        return model, 1.0
 
 
 class Magnitude(Explainer):
@@ -54,6 +76,7 @@ class InGroundTruth(Metric):
 TASKS.register("toy/linear")(ToyTask)
 TASKS.register("toy/weighted")(WeightedToy)
 TASKS.register("toy/hub")(HubToy)
+TASKS.register("toy/trained")(TrainedToy)
 METHODS.register("test-cli-magnitude")(Magnitude)
 METRICS.register("test-cli-top1")(InGroundTruth)
 '''
@@ -162,12 +185,24 @@ def test_unknown_name_is_a_one_line_error(plugin, env):
     assert "test-cli-magnitude" in error
 
 
-def test_suites_split_built_in_from_hub_tasks(plugin):
+def test_suites_split_built_in_from_hub_tasks_and_leave_out_plugin_tasks(plugin):
+    """A plugin's tasks join no suite, whatever their tier (``toy/linear`` says built-in)."""
     invoke(["list", "tasks", "--plugin", plugin])  # registers the plugin's tasks in this process
     default, full = cli.suite_tasks("default"), cli.suite_tasks("full")
-    assert "toy/linear" in default and "toy/hub" not in default
-    assert set(default) < set(full) and "toy/hub" in full
+    assert "image/shapes" in default and "text/sst2" in full and "text/sst2" not in default
+    assert set(default) < set(full) and not {"toy/linear", "toy/hub", "toy/trained"} & set(full)
     assert all(cli.TASKS.factory(name).tier == "hub" for name in set(full) - set(default))
+
+
+def test_without_tasks_a_plugin_run_takes_the_plugin_tasks(plugin, tmp_path):
+    """``run --plugin my_task.py`` runs the plugin's tasks, not the suite beside them; a plugin
+    that registers no task (a method) leaves the suite's tasks in place; ``--tasks`` wins."""
+    methods_only = tmp_path / "methods_only.py"
+    methods_only.write_text("from xaiboard.benchmark.registry import METHODS\n")
+    cli._load_registries([plugin, methods_only])
+    assert cli.chosen_tasks(None, "default", [plugin, methods_only]) == ["toy/hub", "toy/linear", "toy/trained", "toy/weighted"]
+    assert cli.chosen_tasks(None, "full", [methods_only]) == cli.suite_tasks("full")
+    assert cli.chosen_tasks("image/shapes", "default", [plugin]) == ["image/shapes"]
 
 
 def test_suites_split_method_tiers(plugin):
@@ -194,6 +229,92 @@ def test_train_model_saves_weights_and_card(plugin, tmp_path):
     card = json.loads((tmp_path / "toy_weighted.json").read_text())
     assert (card["seed"], card["recipe"], card["test_accuracy"]) == (3, {"epochs": 0}, 1.0)
     assert card["versions"]["torch"].startswith("2.13") and (tmp_path / "toy_weighted.safetensors").exists()
+
+
+def test_split_is_recorded_and_a_run_on_another_split_recomputes(plugin, env, tmp_path):
+    """``--split`` reaches the record and the keys of resume and of the explanation cache (the
+    toy task draws the same samples for every split, so only the keys can tell them apart)."""
+    args = ["run", "--plugin", plugin, "--tasks", "toy/linear", "--methods", "test-cli-magnitude",
+            "--metrics", "test-cli-top1", "--n", "4", "--quiet"]  # fmt: skip
+    store = ResultStore(tmp_path / "results")
+    assert invoke(args, env).exit_code == 0
+    assert store.find("toy/linear", "test-cli-magnitude", "test-cli-top1").split == "test"
+    assert invoke([*args, "--split", "train"], env).exit_code == 0
+    record = store.find("toy/linear", "test-cli-magnitude", "test-cli-top1")
+    assert record.split == "train" and len(list((tmp_path / "cache").rglob("*.pt"))) == 2
+
+    written = json.loads(store.path("toy/linear", "test-cli-magnitude", "test-cli-top1").read_text())
+    del written["split"]  # as records written before the field existed
+    assert ResultRecord.from_dict(written).split == "test"
+    with pytest.raises(RecordError, match="field 'split' has type int"):
+        ResultRecord.from_dict({**written, "split": 3}, "f.json")
+
+
+def test_run_loads_the_weights_train_model_wrote(plugin, env, tmp_path):
+    """``train-model --out DIR`` then ``run --weights DIR`` (or the one file) evaluates those weights."""
+    args = ["run", "--plugin", plugin, "--tasks", "toy/trained", "--methods", "test-cli-magnitude",
+            "--metrics", "test-cli-top1", "--n", "4", "--quiet"]  # fmt: skip
+    untrained = CliRunner().invoke(cli.main, args, env=env)
+    assert untrained.exit_code == 1
+    assert "no weights for toy/trained: train them with `xaiboard train-model toy/trained --plugin FILE" in untrained.output
+
+    out = tmp_path / "weights"
+    assert invoke(["train-model", "toy/trained", "--plugin", plugin, "--out", str(out)]).exit_code == 0
+    file = out / "toy_trained.safetensors"
+    task = cli.TASKS.create("toy/trained")
+    with weights_from({"toy_trained": file}):
+        trained = task.model()
+    assert torch.equal(trained.fc.weight, 2 * cli.TASKS.create("toy/linear").model().fc.weight)
+    for weights, results in ((out, "from-dir"), (file, "from-file")):
+        ran = invoke([*args, "--weights", str(weights), "--results-dir", str(tmp_path / results)], env)
+        assert ran.exit_code == 0, ran.output
+        record = ResultStore(tmp_path / results).find("toy/trained", "test-cli-magnitude", "test-cli-top1")
+        assert record.status == "ok" and record.task_fingerprint == task.fingerprint(trained)
+
+    wrong = CliRunner().invoke(cli.main, [*args[:4], "toy/linear", *args[5:], "--weights", str(out)], env=env)
+    assert wrong.exit_code == 2 and f"{out} has no toy_linear.safetensors, the weights of toy/linear" in wrong.output
+    two = CliRunner().invoke(cli.main, [*args[:4], "toy/linear,toy/trained", *args[5:], "--weights", str(file)], env=env)
+    assert two.exit_code == 2 and "a single weights file fits one task; this run has 2" in two.output
+
+
+CAPTUM_METHOD = '''
+from captum.attr import DeepLift
+from xaiboard.benchmark.registry import METHODS
+from xaiboard.methods.base import Explainer
+
+
+@METHODS.register("test-cli-raw-deeplift")
+class RawDeepLift(Explainer):
+    """Captum's DeepLift called as a researcher would, its warnings not silenced."""
+
+    name = "test-cli-raw-deeplift"
+    modalities = frozenset({"image"})
+
+    def explain(self, model, inputs, targets, task):
+        return task.pool(DeepLift(model).attribute(inputs, target=targets), inputs)
+'''
+
+
+def test_quiet_silences_library_warnings(plugin, env, tmp_path):
+    """Captum warns on every DeepLift call; ``--quiet`` silences it (and every library warning)."""
+    method = tmp_path / "raw_deeplift.py"
+    method.write_text(CAPTUM_METHOD)
+    args = ["run", "--plugin", plugin, "--plugin", str(method), "--tasks", "toy/linear", "--methods", "test-cli-raw-deeplift",
+            "--metrics", "test-cli-top1", "--n", "4", "--force"]  # fmt: skip
+    for quiet in (False, True):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            assert invoke(args + ["--quiet"] * quiet, env).exit_code == 0
+        captum = [w for w in seen if "Setting forward, backward hooks" in str(w.message)]
+        assert bool(captum) != quiet, (quiet, [str(w.message) for w in seen])
+
+
+def test_train_model_on_a_task_that_brings_its_model_is_a_one_line_error(tmp_path):
+    example = tmp_path / "bars.py"
+    example.write_text((cli.Path(__file__).resolve().parents[1] / "examples" / "custom_task.py").read_text())
+    result = CliRunner().invoke(cli.main, ["train-model", "my/bars", "--plugin", str(example), "--out", str(tmp_path / "w")])
+    assert result.exit_code == 1 and not (tmp_path / "w").exists()
+    assert result.output.strip() == "Error: my/bars brings its own trained model: it has no recipe to train"
 
 
 def test_leaderboard_starts_streamlit_on_the_results(monkeypatch, tmp_path):
