@@ -123,7 +123,8 @@ def main() -> None:
     "--split",
     default="test",
     show_default=True,
-    help="The tasks' split to evaluate (built-in tasks have train and test), recorded in every record. "
+    help="The tasks' split to evaluate, recorded in every record (every built-in task has train and test; "
+    "image/shapes also val, text/movie-rationales validation). "
     "A results folder keeps one record per (task, method, metric): give each split its own --results-dir.",
 )
 @click.option(
