@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from captum.attr import LayerAttribution, LayerGradCam, Occlusion
@@ -144,14 +146,31 @@ def test_random_is_reproducible_in_unit_interval_and_zero_on_padding(toy):
     assert (first[valid] >= 0).all() and (first[valid] < 1).all() and first[valid].std() > 0.2
 
 
-def test_random_draws_fresh_scores_on_every_call(toy):
-    """Re-explaining (a noisy copy, a randomised model) must not return the same map: a random
-    control that did would score a perfect 0 on every robustness metric."""
+def test_random_is_fresh_for_a_changed_input_and_fixed_for_the_same_input(toy):
+    """A noisy copy must get a new map (a random control that returned the same map would score
+    a perfect 0 on every robustness metric); the same input under another model or target gets
+    the same map (the control ignores the model, and the sanity metrics must see that), also
+    right after the runner's reseed, which once made only a metric's first re-explanation repeat it."""
     _, model, x, targets = toy
+    random, task = METHODS.create("random"), PaddedToyTask()
     torch.manual_seed(0)
-    random = METHODS.create("random")
-    first, second = (random.explain(model, x, targets, PaddedToyTask()) for _ in range(2))
-    assert not torch.equal(first, second)
+    first = random.explain(model, x, targets, task)
+    assert not torch.equal(first, random.explain(model, x + 1e-3, targets, task))
+    other_model = copy.deepcopy(model).apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+    assert torch.equal(first, random.explain(other_model, x, 1 - targets, task))
+    torch.manual_seed(0)
+    assert torch.equal(first, random.explain(model, x, targets, task))
+
+
+def test_random_digest_reads_dataclass_inputs():
+    from xaiboard.methods.controls import content_digest
+    from xaiboard.tasks.text import TextInputs
+
+    ids = torch.tensor([[1, 2, 3]])
+    plain = TextInputs(ids, torch.ones_like(ids))
+    noisy = TextInputs(ids, torch.ones_like(ids), embedding_noise=torch.full((1, 3, 2), 0.1))
+    assert content_digest(plain) == content_digest(TextInputs(ids.clone(), torch.ones_like(ids)))
+    assert content_digest(plain) != content_digest(noisy)
 
 
 def test_input_magnitude_is_model_free(toy):
