@@ -35,6 +35,7 @@ from unittest import mock
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -526,13 +527,23 @@ def _robustness(kind: str, **options: Any) -> Callable[[ModuleType, Setup, dict[
     return prepare
 
 
+def nonzero_spearman_reference(a: np.ndarray, b: np.ndarray, batched: bool = True) -> np.ndarray:
+    """A Quantus ``similarity_func`` computing ours (``randomisation.nonzero_spearman``) with
+    scipy: Spearman per row over the entries that are not zero in both maps."""
+    keep = (a != 0) | (b != 0)
+    return np.array([scipy.stats.spearmanr(x[k], y[k])[0] for x, y, k in zip(a, b, keep)])
+
+
 def _mprt(q: ModuleType, s: Setup, params: dict[str, Any]) -> Prepared:
-    """Quantus seeds each layer with ``seed + 1``: it gets ours minus one; ``original`` is left out."""
+    """Quantus seeds each layer with ``seed + 1``: it gets ours minus one; ``original`` is left out.
+    Its similarity leaves out the features zero in both maps, as ours."""
     assert params["abs"]
     seed = s.context().generator(RANDOMISATION_SALT).initial_seed()
 
     def run() -> np.ndarray:
-        metric = q.MPRT(layer_order="top_down", seed=seed - 1, disable_warnings=True)
+        metric = q.MPRT(
+            layer_order="top_down", seed=seed - 1, similarity_func=nonzero_spearman_reference, disable_warnings=True
+        )
         result = s.call(metric, explain_func=s.view.explain)
         return np.mean([result[name] for name in list(result)[1:]], axis=0)
 

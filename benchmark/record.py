@@ -17,6 +17,10 @@ passes). Work that several metrics share (removal curves, re-explanations) is ch
 metric that needed it first, so summing ``metric_cost`` over a pair's metrics counts every
 pass once.
 
+A metric may report values that qualify its scores in ``details`` (a flat mapping of names to
+numbers, e.g. MPRT's share of features left out as zero in both maps); records written before
+the field existed read back with ``{}``, so adding it changed no stored file.
+
 ``validate`` is the schema: reading a file that does not satisfy it raises ``RecordError``
 naming the file and the field.
 """
@@ -81,6 +85,7 @@ class ResultRecord:
     scores: list[float] = field(default_factory=list)
     cost: dict[str, Any] = field(default_factory=dict)
     metric_cost: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRIC_COST_FIELDS, 0))
+    details: dict[str, float | None] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     reason: str | None = None
@@ -177,6 +182,7 @@ def _check_values(data: dict[str, Any], source: str) -> None:
     if not all(_is_number(s) or s is None for s in data["scores"]):
         raise RecordError(f"{source}: field 'scores' must hold numbers (null for NaN)")
     _check_metric_cost(data["metric_cost"], source)
+    _check_details(data.get("details", {}), source)
 
 
 def _check_metric_cost(spent: dict[str, Any], source: str) -> None:
@@ -187,6 +193,15 @@ def _check_metric_cost(spent: dict[str, Any], source: str) -> None:
     unknown = set(spent) - set(METRIC_COST_FIELDS)
     if unknown:
         raise RecordError(f"{source}: unknown field 'metric_cost.{sorted(unknown)[0]}'")
+
+
+def _check_details(details: Any, source: str) -> None:
+    """``details`` (optional) maps names to numbers, ``null`` standing for NaN as in ``scores``."""
+    if not isinstance(details, dict):
+        raise RecordError(f"{source}: field 'details' has type {type(details).__name__}")
+    for name, value in details.items():
+        if not (_is_number(value) or value is None):
+            raise RecordError(f"{source}: field 'details.{name}' must be a number (null for NaN)")
 
 
 def _check_summary(data: dict[str, Any], source: str) -> None:

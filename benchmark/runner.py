@@ -128,7 +128,8 @@ class SerialExecutor:
 
 
 def results_table(records: Sequence[ResultRecord]) -> pd.DataFrame:
-    """Rows (task, method), columns metrics, cells ``"mean [lo, hi]"`` or ``"ERROR"``."""
+    """Rows (task, method), columns metrics, cells ``"mean [lo, hi]"`` or ``"ERROR"``; a metric
+    that left features out (MPRT) adds their share, ``"mean [lo, hi] (75% left out)"``."""
     rows = [{"task": r.task, "method": r.method, "metric": r.metric, "cell": _cell(r)} for r in records]
     if not rows:
         return pd.DataFrame()
@@ -331,7 +332,11 @@ class Run:
         return explain
 
     def evaluate(self, ctx: MetricContext, metric: Metric, pair: dict[str, Any], cost: dict[str, Any]) -> ResultRecord:
-        """One metric's record; its own seconds and passes over the batch go in ``metric_cost``."""
+        """One metric's record; its own seconds and passes over the batch go in ``metric_cost``.
+
+        A metric with a ``details(ctx)`` method (e.g. MPRT: the share of features it left out)
+        has its values stored beside the scores, in the record's ``details``.
+        """
         reason = _not_applicable(metric, ctx)
         if reason is not None:
             return self.write(pair, metric, status="not-applicable", reason=reason)
@@ -341,7 +346,9 @@ class Run:
                 torch.manual_seed(self.seed)
                 scores = _scores(metric.compute(ctx), len(ctx.batch), metric.name)
                 summary = summarize(scores, self.seed)
-                outcome: dict[str, Any] = {"status": "ok", "summary": summary, "scores": scores.tolist()}
+                outcome: dict[str, Any] = {
+                    "status": "ok", "summary": summary, "scores": scores.tolist(), "details": _details(metric, ctx)
+                }
             except Exception as exc:
                 message = f"metric {metric.name} failed for {pair['method']} on {pair['task']}: {type(exc).__name__}: {exc}"
                 outcome = {"status": "error", "error": message, "traceback": traceback.format_exc()}
@@ -437,6 +444,12 @@ def checked_explanation(explanation: Any, batch: Batch, name: str) -> Tensor:
     return explanation
 
 
+def _details(metric: Metric, ctx: MetricContext) -> dict[str, float]:
+    """The metric's ``details(ctx)`` as plain floats, or ``{}`` for a metric that has none."""
+    describe = getattr(metric, "details", None)
+    return {} if describe is None else {str(k): float(v) for k, v in describe(ctx).items()}
+
+
 def _scores(scores: Any, batch_size: int, name: str) -> Tensor:
     scores = torch.as_tensor(scores).detach().cpu().double()
     if tuple(scores.shape) != (batch_size,):
@@ -467,4 +480,6 @@ def _cell(record: ResultRecord) -> str:
     if record.status != "ok" or record.summary is None:
         return "ERROR"
     s = record.summary
-    return f"{s.mean:.3g} [{s.ci_low:.3g}, {s.ci_high:.3g}]"
+    cell = f"{s.mean:.3g} [{s.ci_low:.3g}, {s.ci_high:.3g}]"
+    share = record.details.get("excluded_share")
+    return cell if share is None else f"{cell} ({share:.0%} left out)"

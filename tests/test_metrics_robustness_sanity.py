@@ -177,9 +177,9 @@ def test_model_independent_explanation_scores_one_and_leaves_the_model_alone():
     ctx = context(task, model_free)
     before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
     rng = torch.random.get_rng_state()
-    names, similarity = mprt_similarities(ctx)
-    assert names == ["5", "2", "0"]
-    assert torch.equal(similarity, torch.ones(4, 3))
+    cascade = mprt_similarities(ctx)
+    assert cascade.names == ["5", "2", "0"]
+    assert torch.equal(cascade.similarity, torch.ones(4, 3, dtype=torch.float64))
     assert all(torch.equal(before[k], v) for k, v in ctx.model.state_dict().items())
     assert torch.equal(rng, torch.random.get_rng_state())
 
@@ -194,7 +194,9 @@ def test_gradients_decorrelate_and_constant_explanations_give_nan():
 def test_mprt_equals_quantus():
     task = CNNTask()
     ctx = context(task, saliency, n=5)
-    names, ours = mprt_similarities(ctx)
+    cascade = mprt_similarities(ctx)
+    names, ours = cascade.names, cascade.similarity
+    assert (cascade.excluded == 0).all()  # no zeros: Quantus' default similarity applies as is
     seed = ctx.generator(RANDOMISATION_SALT).initial_seed()
     metric = quantus.MPRT(layer_order="top_down", seed=seed - 1, disable_warnings=True)
     theirs = run_quantus(metric, ctx)
