@@ -116,7 +116,7 @@ def main() -> None:
     "if they register any, else the suite's.",
 )
 @click.option("--methods", help="Comma-separated method names (overrides --suite's methods).")
-@click.option("--metrics", help="Comma-separated metric names (default: every registered metric).")
+@click.option("--metrics", help="Comma-separated metric names (default: the suite's metrics: every registered metric but, in the default suite, the full-tier ones).")
 @click.option("--n", default=64, show_default=True, type=click.IntRange(min=1), help="Samples per task.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for sample choice and randomness.")
 @click.option(
@@ -167,7 +167,7 @@ def run_command(
     chosen = _executor(executor, address, worker_threads, max_retries)
     task_names = chosen_tasks(tasks, suite, plugins)
     method_names = _names(METHODS, methods, "--methods") if methods else suite_methods(suite)
-    metric_names = _names(METRICS, metrics, "--metrics")
+    metric_names = _names(METRICS, metrics, "--metrics") if metrics else suite_metrics(suite)
     if weights is not None:
         check_weights(weights, task_names)
     store = ResultStore(writable_results_dir(results_dir or paths.results_dir()))
@@ -204,7 +204,7 @@ def run_command(
               help="Tasks to run on, as in `run` (ignored with --tasks).")
 @click.option("--tasks", help="Comma-separated task names (overrides --suite). Default: the tasks the --plugin files "
               "register, if they register any, else the suite's.")
-@click.option("--metrics", help="Comma-separated metric names (default: every registered metric).")
+@click.option("--metrics", help="Comma-separated metric names (default: the suite's metrics: every registered metric but, in the default suite, the full-tier ones).")
 @click.option("--n", default=64, show_default=True, type=click.IntRange(min=1),
               help="Samples per task (with --precomputed: the export's).")
 @click.option("--seed", default=0, show_default=True, type=int,
@@ -262,7 +262,7 @@ def _submit(source, name, precomputed, tasks, suite, metrics, n, seed, device, r
     from .sandbox import SandboxedExplainer, SubmissionError
     from .submit import SubmissionRejected, run_and_publish, smoke_check, submission_card
 
-    metric_names = _names(METRICS, metrics, "--metrics")
+    metric_names = _names(METRICS, metrics, "--metrics") if metrics else suite_metrics(suite)
     try:
         if precomputed is not None:
             explainer, kind = PrecomputedExplainer(precomputed, name), "precomputed"
@@ -690,6 +690,12 @@ def check_weights(path: Path, task_names: Sequence[str]) -> None:
 def suite_methods(suite: str) -> list[str]:
     """The registered methods of a suite: ``default`` = the default tier, ``full`` = every method."""
     return [name for name in METHODS.names() if suite == "full" or getattr(METHODS.factory(name), "tier", "default") == "default"]
+
+
+def suite_metrics(suite: str) -> list[str]:
+    """The registered metrics of a suite: ``default`` = every metric but the full-tier ones (costly
+    on a CPU: smooth MPRT re-explains every batch ``10 (L + 1)`` times), ``full`` = every metric."""
+    return [name for name in METRICS.names() if suite == "full" or getattr(METRICS.factory(name), "tier", "default") == "default"]
 
 
 def _names(registry: Registry, given: str | None, option: str) -> list[str]:

@@ -330,3 +330,11 @@ def test_leaderboard_starts_streamlit_on_the_results(monkeypatch, tmp_path):
     (argv, env), = calls
     assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("leaderboard/app.py")
     assert env["XAIBOARD_SUBMISSIONS"] == str(tmp_path)
+
+
+def test_default_suite_leaves_out_full_tier_metrics():
+    """Smooth MPRT (10 (L + 1) re-explanations per batch) runs in the full suite or when named."""
+    from xaiboard.benchmark.cli import suite_metrics
+
+    assert "smooth_mprt" not in suite_metrics("default") and "efficient_mprt" in suite_metrics("default")
+    assert "smooth_mprt" in suite_metrics("full")

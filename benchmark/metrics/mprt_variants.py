@@ -89,11 +89,14 @@ class SmoothMPRT(Metric):
     2-core CPU) for one pair. Quantus' division by the second moment of the batch's maps is
     omitted: one positive factor changes no rank.
 
-    Images only: the noise is Gaussian on the raw input, which token ids and graph structure do
+    In the full suite only (``tier``). Images only: the noise is Gaussian on the raw input, which token ids and graph structure do
     not have (Quantus: images, time series, tabular data).
     """
 
     name = "smooth_mprt"
+    #: the full suite only (``xaiboard run --suite full`` or ``--metrics smooth_mprt``): at
+    #: ``10 (L + 1)`` re-explanations per batch it would dominate the default suite's time
+    tier = "full"
     family = "sanity"
     direction = "lower"
     value_range = (-1.0, 1.0)
