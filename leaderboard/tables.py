@@ -96,8 +96,9 @@ class BoardTables:
         lines = []
         if check["flagged"] and check.get("best_prior"):
             best = check["best_prior"]
-            lines.append(f"{task}: ground truth reachable without the model (model-free prior {best['prior']} "
-                         f"has ground-truth AUROC {best['auroc']:.2f})")  # fmt: skip
+            reversed_ = ", reversed," if best["auroc"] < 0.5 else ""
+            lines.append(f"{task}: ground truth reachable without the model (model-free prior {best['prior']}{reversed_} "
+                         f"has ground-truth AUROC {best['reach']:.2f})")  # fmt: skip
         if check["faithfulness"].get("passed") is False:
             lines.append(f"{task}: its model does not read the ground truth (removing it drops the target "
                          f"probability less than twice as much as removing as many random features)")  # fmt: skip

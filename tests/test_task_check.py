@@ -105,6 +105,20 @@ def test_a_truth_that_is_the_brightest_region_is_found_by_the_magnitude_prior_an
     assert check.flagged and check.best_prior.prior in ("input_magnitude", "brightness")
 
 
+class DarkTruth(BrightTruth):
+    """The same blocks, now the only dark pixels of a bright image."""
+
+    def samples(self, split: str, n: int, seed: int) -> Batch:
+        batch = super().samples(split, n, seed)
+        return Batch(1.5 - batch.inputs, batch.targets, batch.labels, batch.valid, batch.ground_truth, batch.ids)
+
+
+def test_a_prior_that_ranks_the_truth_last_finds_it_reversed_and_flags_the_task():
+    check = check_task(DarkTruth(), n=16)
+    # the block (<= 0.5) is darker than every other pixel (> 1.2): magnitude AUROC exactly 0, reach 1
+    assert auroc(check, "input_magnitude") == 0.0 and check.best_prior.reach == 1.0 and check.flagged
+
+
 def test_a_truth_uncorrelated_with_every_prior_scores_chance_and_is_not_flagged():
     n = 512
     check = check_task(NoiseTruth(), n=n)
