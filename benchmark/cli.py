@@ -412,6 +412,30 @@ def task_show_command(task_name: str, plugins: Sequence[Path]) -> None:
         click.echo(f"{key.ljust(width)}  {value}")
 
 
+@task_group.command(
+    "check",
+    help="Can TASK's ground truth be found without its model (shortcut scores of model-free priors), and does "
+    "its model read it (ground-truth removal vs as many random features)? Prints both; writes a record.",
+)
+@click.argument("task_name", metavar="TASK")
+@click.option("-n", "--n", default=64, show_default=True, type=click.IntRange(min=1), help="Test samples (as `run --n`).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for the samples and the random feature draws.")
+@DEVICE
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the record goes, under _tasks/ (default: ./results, or $XAIBOARD_RESULTS).")
+@PLUGIN
+def task_check_command(task_name: str, n: int, seed: int, device: str, results_dir: Path | None,
+                       plugins: Sequence[Path]) -> None:
+    from .task_check import check_task, report, write_check
+
+    _load_registries(plugins)
+    task = TASKS.create(_names(TASKS, task_name, "TASK")[0])
+    root = writable_results_dir(results_dir or paths.results_dir())
+    record = check_task(task, n, seed, _device(device))
+    click.echo(report(record.to_dict()))
+    click.echo(f"record: {write_check(root, record)}")
+
+
 @main.command(
     "bench",
     help="Time the metrics Quantus also implements: ours vs Quantus on identical inputs (values checked equal), "

@@ -9,7 +9,8 @@ where its own fields put it: a file under ``saliency/`` that claims another meth
 metric) is reported, never shown, so one folder cannot speak for another method.
 
 Each method folder also holds its card (``method.json``, see ``card.py``). Folders whose name
-starts with a dot (``xaiboard submit``'s staging folders) are not part of the board.
+starts with a dot (``xaiboard submit``'s staging folders) or an underscore (``_tasks``, the task
+checks of ``task_check.py``; no method name can start with either) are not method folders.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class ResultStore:
         """Every readable method card under the root (by method name), and one error per bad one."""
         cards, errors = {}, []
         for path in sorted(self.root.glob(f"*/{CARD_FILE}")):
-            if path.parent.name.startswith("."):
+            if not is_method_folder(path.parent.name):
                 continue
             try:
                 card = read_card(path)
@@ -102,12 +103,17 @@ class ResultStore:
         return write_card(self.root / card.name, card)
 
     def _record_paths(self) -> list[Path]:
-        return sorted(p for p in self.root.glob("*/results/**/*.json") if not p.relative_to(self.root).parts[0].startswith("."))
+        return sorted(p for p in self.root.glob("*/results/**/*.json") if is_method_folder(p.relative_to(self.root).parts[0]))
 
     def find(self, task: str, method: str, metric: str) -> ResultRecord | None:
         """The stored record for this key, ``None`` if there is none (``RecordError`` if bad)."""
         path = self.path(task, method, metric)
         return self.read(path) if path.exists() else None
+
+
+def is_method_folder(name: str) -> bool:
+    """Whether a top-level folder of a results root can be a method's (not staging, not ``_tasks``)."""
+    return not name.startswith((".", "_"))
 
 
 def _strict_json(value: Any) -> Any:

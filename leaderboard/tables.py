@@ -5,7 +5,8 @@ paired permutation tests against random, family ranks) take tens of seconds over
 committed results, far too long to redo on every page view. ``build(root)`` computes them
 all and writes them to ``<root>/_board-tables.json`` (a file at the root, where the store only
 looks for method folders), keyed by ``content_keys(root)``: hashes of every record and card file's
-path and bytes, plus the source of the code that computes the tables. ``load(root)`` returns
+path and bytes, plus the source of the code that computes the tables (the board's key also covers
+the task checks under ``<root>/_tasks/``, which the tables carry as read, see ``task_check.py``). ``load(root)`` returns
 the stored tables when the key still matches, and otherwise recomputes the tasks whose records
 changed and says so, so a results folder edited by hand (or new code) is never shown with stale
 numbers. ``build`` reuses the stored tables of unchanged tasks too, which keeps it cheap at the
@@ -29,6 +30,8 @@ import pandas as pd
 
 from xaiboard.benchmark.atomic import atomic_write_text
 from xaiboard.benchmark.card import CARD_FILE
+from xaiboard.benchmark.store import is_method_folder
+from xaiboard.benchmark.task_check import CHECKS_FOLDER, read_checks
 from xaiboard.leaderboard import aggregate, board as board_module
 from xaiboard.leaderboard.board import Board, load_board
 
@@ -66,6 +69,40 @@ class BoardTables:
     #: per task, its registered card (data, model, accuracy, removal, ground truth) as ``build``
     #: was given it; the app cannot import tasks, so it only has what was stored
     task_cards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per task, its ``xaiboard task check`` record (``<root>/_tasks/``): shortcut scores and the
+    #: ground-truth faithfulness check
+    task_checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def task_check(self, task: str) -> tuple[dict[str, Any] | None, str]:
+        """``task``'s check, and ``""`` if it was made for the version and fingerprint its records
+        carry, else a sentence saying it is stale (``None, ""`` without a check)."""
+        check = self.task_checks.get(task)
+        settings = self.tasks[task].frames.get("card") if task in self.tasks else None
+        if check is None or settings is None or settings.empty:
+            return check, ""
+        made = (check["task_version"], check["task_fingerprint"])
+        recorded = set(zip(settings["task_version"], settings["task_fingerprint"]))
+        if made in recorded:
+            return check, ""
+        return check, (f"the task check was made for version {made[0]} (fingerprint {made[1]}), not the version and "
+                       f"fingerprint of the records shown")  # fmt: skip
+
+    def flagged(self, task: str) -> list[str]:
+        """Why ``task``'s ground-truth numbers need care: its current check is flagged (a model-free prior
+        finds the truth) or failed (the model does not read the truth); empty when neither."""
+        check, stale = self.task_check(task)
+        if check is None or stale:
+            return []
+        lines = []
+        if check["flagged"] and check.get("best_prior"):
+            best = check["best_prior"]
+            reversed_ = ", reversed," if best["auroc"] < 0.5 else ""
+            lines.append(f"{task}: ground truth reachable without the model (model-free prior {best['prior']}{reversed_} "
+                         f"has ground-truth AUROC {best['reach']:.2f})")  # fmt: skip
+        if check["faithfulness"].get("passed") is False:
+            lines.append(f"{task}: its model does not read the ground truth (removing it drops the target "
+                         f"probability less than twice as much as removing as many random features)")  # fmt: skip
+        return lines
 
     def overview(self) -> pd.DataFrame:
         """Every task's family rank groups in one frame, with ``task`` and ``modality`` columns."""
@@ -109,14 +146,23 @@ def content_keys(root: Path | str) -> Keys:
             per_task.setdefault("/".join(parts[2:-1]), hashlib.sha256()).update(entry)
     prefix = common.hexdigest()
     tasks = {task: hashlib.sha256((prefix + digest.hexdigest()).encode()).hexdigest() for task, digest in per_task.items()}
-    board = hashlib.sha256((prefix + json.dumps(sorted(tasks.items()))).encode()).hexdigest()
+    board = hashlib.sha256((prefix + json.dumps(sorted(tasks.items())) + _checks_digest(root)).encode()).hexdigest()
     return Keys(board, tasks)
 
 
+def _checks_digest(root: Path) -> str:
+    """Hash of the task checks' paths and bytes: part of the board's key only (a check changes no
+    task's statistics, so editing one recomputes nothing but the check's own display)."""
+    digest = hashlib.sha256()
+    for path in sorted((root / CHECKS_FOLDER).glob("*.json")):
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def _data_files(root: Path) -> list[Path]:
-    """The files the board reads: records and cards outside dot folders (as ``ResultStore``)."""
+    """The files the board reads: records and cards in method folders (as ``ResultStore``)."""
     found = [*root.glob("*/results/**/*.json"), *root.glob(f"*/{CARD_FILE}")]
-    return sorted(p for p in found if not p.relative_to(root).parts[0].startswith("."))
+    return sorted(p for p in found if is_method_folder(p.relative_to(root).parts[0]))
 
 
 def compute(board: Board, keys: Keys, previous: BoardTables | None = None) -> BoardTables:
@@ -231,8 +277,10 @@ def _fresh(root: Path) -> tuple[BoardTables, int, str]:
     stored, why = read_stored(root / TABLES_FILE)
     if stored is not None and stored.keys == keys:
         return stored, 0, ""
-    why = why or "the records (or the board's code) changed since `xaiboard board build`"
+    why = why or "the records, task checks (or the board's code) changed since `xaiboard board build`"
+    checks, unreadable = read_checks(root)
     tables = compute(load_board(root), keys, stored)
+    tables = replace(tables, task_checks=checks, problems=(*tables.problems, *unreadable))
     unchanged = sum(1 for t in tables.tasks if stored is not None and tables.tasks[t] is stored.tasks.get(t))
     return tables, len(tables.tasks) - unchanged, why
 
@@ -260,6 +308,7 @@ def to_dict(tables: BoardTables) -> dict[str, Any]:
         "reference": tables.reference,
         "cards": tables.cards,
         "task_cards": tables.task_cards,
+        "task_checks": tables.task_checks,
         "tasks": {
             name: {"families": t.families, "directions": t.directions, "caveats": t.caveats, "errors": t.errors,
                    "frames": {k: frame_to_dict(f) for k, f in t.frames.items()}}
@@ -276,7 +325,7 @@ def from_dict(data: dict[str, Any]) -> BoardTables:
     }  # fmt: skip
     keys = Keys(str(data["keys"]["board"]), {str(t): str(k) for t, k in data["keys"]["tasks"].items()})
     return BoardTables(keys, tuple(data["problems"]), tuple(data["controls"]), data["reference"],
-                       data["cards"], tasks, data.get("task_cards", {}))  # fmt: skip
+                       data["cards"], tasks, data.get("task_cards", {}), data.get("task_checks", {}))  # fmt: skip
 
 
 def frame_to_dict(frame: pd.DataFrame) -> dict[str, Any]:

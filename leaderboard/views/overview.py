@@ -64,6 +64,8 @@ def show_overview(tables: BoardTables) -> None:
             reason = tables.tasks[task].caveats.get(family)
             if reason:
                 ui.caveat(f"{task}: {reason}")
+            for line in tables.flagged(task):
+                ui.caveat(line)
     st.subheader("The whole board")
     left, right = st.columns(2)
     left.download_button("Whole board (JSON)", lambda: ui.board_json(tables), file_name="xaiboard.json", mime="application/json",

@@ -1,11 +1,13 @@
 """Task page: one task's family ranks and, per family, a method × metric table with CIs; each
-metric's ranked table and CI chart on demand; the task card, cost and provenance."""
+metric's ranked table and CI chart on demand; the task card (with the task's shortcut scores and
+ground-truth faithfulness check), cost and provenance."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from xaiboard.benchmark.task_check import faithfulness_frame, prior_frame, verdicts
 from xaiboard.leaderboard import ui
 from xaiboard.leaderboard.plain import escape_markdown
 from xaiboard.leaderboard.tables import BoardTables, TaskTables
@@ -66,6 +68,7 @@ def show_task(tables: BoardTables, name: str) -> None:
                      ui.file_stem(name, "task-card"))  # fmt: skip
         else:
             st.text("No registered card was stored for this task (xaiboard board build stores it).")
+        show_check(tables, name)
     for title, key in (("Settings the records were produced under", "card"), ("Methods on this task", "cards"),
                        ("Cost per explanation", "cost"), ("Evaluation cost per metric (all methods)", "metric_cost"),
                        ("Provenance", "provenance")):  # fmt: skip
@@ -73,6 +76,24 @@ def show_task(tables: BoardTables, name: str) -> None:
             data = ui.frame(task, key)
             if data is not None:
                 ui.table(data, ui.file_stem(name, key))
+
+
+def show_check(tables: BoardTables, name: str) -> None:
+    """The task's shortcut scores and ground-truth faithfulness check (``xaiboard task check``)."""
+    check, stale = tables.task_check(name)
+    st.subheader("Shortcut scores and ground-truth faithfulness")
+    if check is None:
+        st.text(f"No task check stored for this task (xaiboard task check {name} --results-dir <this board> makes one).")
+        return
+    if stale:
+        ui.caveat(stale)
+    for line in tables.flagged(name):
+        ui.caveat(line)
+    ui.plain_lines(verdicts(check))
+    if check["priors"]:
+        ui.table(prior_frame(check["priors"]), ui.file_stem(name, "shortcut-scores"))
+    if check["faithfulness"].get("applicable"):
+        ui.table(faithfulness_frame(check["faithfulness"]), ui.file_stem(name, "gt-faithfulness"))
 
 
 tables = ui.current()
