@@ -172,15 +172,19 @@ def assert_no_failure(page: object) -> None:
 
 
 def choose(page: object, label: str, option: str) -> None:
-    """Pick ``option`` in the select box labelled ``label`` (Streamlit's baseweb select)."""
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
-    page.locator('li[role="option"]').filter(has_text=option).first.click()
+    """Pick ``option`` in the select box labelled ``label``."""
+    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.locator("input").click()
+    page.get_by_role("option", name=option, exact=True).click()
 
 
-def grid_text(page: object) -> str:
-    """The text of every table on the page (Streamlit draws cells on a canvas and mirrors them
-    in an accessible table, which is what is read here)."""
-    return "\n".join(page.locator(f"{TABLE} table").all_inner_texts())
+def table_row(page: object, *texts: str) -> object:
+    """Wait for a table row holding every one of ``texts`` (Streamlit draws cells on a canvas and
+    mirrors them in an accessible table, filled in after the table shows), and return it."""
+    row = page.locator(f"{TABLE} tr")
+    for text in texts:
+        row = row.filter(has_text=text)
+    row.first.wait_for(state="attached")
+    return row.first
 
 
 def test_overview_shows_a_known_rank_and_the_downloads(page, app_url, board, timings):
@@ -190,7 +194,7 @@ def test_overview_shows_a_known_rank_and_the_downloads(page, app_url, board, tim
     row = rows[(rows["task"] == TASK) & (rows["method"] == METHOD) & (rows["family"] == family)].iloc[0]
     expected = ui.rank_cell(row["mean_rank"], row["rank_group"])
     page.get_by_role("heading", name="Overview").wait_for()
-    assert expected in grid_text(page)
+    assert expected in table_row(page, METHOD, expected).text_content()
     assert page.get_by_role("button", name="Whole board (JSON)").is_visible()
     assert page.get_by_role("button", name="Download CSV").first.is_visible()
     assert page.get_by_role("button", name="Deploy").count() == 0  # the viewer toolbar
@@ -208,7 +212,8 @@ def test_task_page_switches_task(page, app_url, board, timings):
     page.locator(TABLE).first.wait_for(state="visible")
     settled(page)
     timings["task_switch"] = round((page.evaluate("performance.now()") - start) / 1000, 3)
-    assert METHOD in grid_text(page) or board.tasks[other].frames["family_ranks"]["method"].iloc[0] in grid_text(page)
+    best = board.tasks[other].frames["family_ranks"]["method"].iloc[0]
+    assert best in table_row(page, best).text_content()
     assert_no_failure(page)
     screenshot(page, "task")
 
@@ -218,7 +223,7 @@ def test_method_page_shows_the_card_and_ranks(page, app_url, board):
     choose(page, "Method", METHOD)
     page.get_by_role("heading", name=f"Method {METHOD}").wait_for()
     settled(page)
-    assert "description" in grid_text(page)
+    assert "description" in table_row(page, "description").text_content()
     assert page.get_by_role("button", name="Download CSV").first.is_visible()
     assert_no_failure(page)
     screenshot(page, "method")
