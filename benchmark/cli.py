@@ -541,15 +541,27 @@ def scaling_command(results_dir: Path | None, seeds: int, workers: str, overhead
     type=click.Path(file_okay=False, path_type=Path),
     help="The submissions folder to show (default: the repository's submissions/).",
 )
-def leaderboard_command(results_dir: Path | None) -> None:
+@click.option("--port", type=click.IntRange(1, 65535), help="The port to serve on (default: Streamlit's, 8501).")
+@click.option("--address", help="The address to listen on, e.g. 0.0.0.0 to serve others (default: Streamlit's).")
+def leaderboard_command(results_dir: Path | None, port: int | None, address: str | None) -> None:
+    env = {**os.environ, "XAIBOARD_SUBMISSIONS": str(results_dir or paths.submissions_dir())}
+    completed = subprocess.run(leaderboard_argv(port, address), env=env, check=False)
+    sys.exit(completed.returncode)
+
+
+def leaderboard_argv(port: int | None, address: str | None) -> list[str]:
+    """The ``streamlit run`` command line of the app: viewer toolbar (no Deploy or developer
+    items), no usage statistics (the board is often run offline, and it is nobody's business)."""
     import xaiboard.leaderboard
 
     app = Path(xaiboard.leaderboard.__file__).parent / "app.py"
-    env = {**os.environ, "XAIBOARD_SUBMISSIONS": str(results_dir or paths.submissions_dir())}
-    # no usage statistics: the board is often run offline, and it is nobody's business
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--browser.gatherUsageStats", "false"]
-    completed = subprocess.run(command, env=env, check=False)
-    sys.exit(completed.returncode)
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "viewer"]  # fmt: skip
+    if port is not None:
+        command += ["--server.port", str(port)]
+    if address is not None:
+        command += ["--server.address", address]
+    return command
 
 
 @main.group("board", help="The leaderboard's precomputed statistics.")
@@ -565,6 +577,24 @@ def board_group() -> None:
 )
 def board_build_command(results_dir: Path | None) -> None:
     click.echo(board_build_line(writable_results_dir(results_dir or paths.submissions_dir())))
+
+
+@board_group.command("export", help="Write the board as static HTML pages and CSV files (opens without a server).")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--results-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The results folder (default: the repository's submissions/, or $XAIBOARD_SUBMISSIONS).",
+)
+def board_export_command(out: Path, results_dir: Path | None) -> None:
+    from xaiboard.leaderboard.export import export
+    from xaiboard.leaderboard.tables import load
+
+    tables, notice = load(results_dir or paths.submissions_dir())
+    if notice:
+        click.echo(notice)
+    written = export(tables, out)
+    click.echo(f"board export: {out / 'index.html'} ({len(written)} files)")
 
 
 def board_build_line(root: Path) -> str:

@@ -30,7 +30,6 @@ import pandas as pd
 
 from xaiboard.benchmark.card import MethodCard
 from xaiboard.benchmark.record import ResultRecord
-from xaiboard.benchmark.stats import paired_permutation_pvalue
 from xaiboard.leaderboard.board import Board, load_board
 
 Bound = float | np.ndarray | pd.Series
@@ -136,6 +135,8 @@ def p_vs_random(board: Board, task: str, metric: str) -> pd.Series:
     with at least two finite score pairs are tested (others get no p-value); the p-values are
     not corrected for the number of methods compared.
     """
+    from xaiboard.benchmark.stats import paired_permutation_pvalue  # here, not at the top: it loads torch and scipy, which showing precomputed tables never needs
+
     ok = {r.method: r for r in _metric_records(board, task, metric) if r.status == "ok"}
     reference = ok.pop(board.reference, None)
     if reference is None:

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import xaiboard.benchmark.metrics  # noqa: F401  (registers the built-in metrics: their direction and family)
 from xaiboard.benchmark.card import NAME_PATTERN, MethodCard
 from xaiboard.benchmark.record import ResultRecord
 from xaiboard.benchmark.registry import METRICS
@@ -123,6 +122,8 @@ def _disagreement_check(records: Sequence[ResultRecord], source: Source) -> Chec
 
 def _expected_definitions(records: Sequence[ResultRecord]) -> dict[tuple[str, str], tuple[str, str]]:
     """Per (task, metric), the (family, direction) its records must carry: the registry's, else the majority's."""
+    import xaiboard.benchmark.metrics  # noqa: F401  (registers the built-in metrics; imported here, not at the top, so the app can show precomputed tables without loading torch)
+
     votes: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for r in records:
         votes[(r.task, r.metric)][(r.family, r.direction)] += 1

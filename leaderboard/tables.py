@@ -13,14 +13,17 @@ numbers. ``build`` reuses the stored tables of unchanged tasks too, which keeps 
 end of ``xaiboard run`` and ``submit``.
 
 The stored file is plain JSON (never pickle: a results root is written by others), read back
-with a fixed set of column types; a file that does not parse is treated as absent.
+with a fixed set of column types; a file that does not parse is treated as absent. Its tables
+are checked when read but made into data frames only when first shown (``StoredFrames``): a
+page shows a few of the hundreds a board holds, and making them all took a second.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +54,7 @@ class TaskTables:
 
     families: dict[str, list[str]]
     directions: dict[str, str]
-    frames: dict[str, pd.DataFrame]
+    frames: Mapping[str, pd.DataFrame]
     caveats: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -117,6 +120,12 @@ class BoardTables:
         return frame[["task", "modality", "method", "is_control", "family", "mean_rank", "rank_group"]]
 
 
+#: per file path, its signature (inode, size, mtime, ctime in ns) and the SHA-256 of its bytes
+Digests = dict[str, tuple[tuple[int, int, int, int], bytes]]
+#: how long after its last change a file's hash may be remembered (see ``_digest``)
+SETTLED_NS = 2_000_000_000
+
+
 @dataclass(frozen=True)
 class Keys:
     """The content hash of a results root (``board``) and of each task's share of it (``tasks``)."""
@@ -125,12 +134,13 @@ class Keys:
     tasks: dict[str, str]
 
 
-def content_keys(root: Path | str) -> Keys:
+def content_keys(root: Path | str, digests: Digests | None = None) -> Keys:
     """Hashes of every record and card under ``root`` (paths and bytes) and of the table code.
 
     A task's key covers its own record files, every card (cards say which methods are
     controls) and the code; the board's key covers every task's key, so a hand edit changes
-    the board's key and exactly the edited task's.
+    the board's key and exactly the edited task's. ``digests`` (the app keeps one per process)
+    remembers each file's hash with its signature, so an unchanged file is not read again.
     """
     root = Path(root)
     common = hashlib.sha256(f"format {FORMAT}\n".encode())
@@ -139,7 +149,7 @@ def content_keys(root: Path | str) -> Keys:
     per_task: dict[str, Any] = {}
     for path in _data_files(root):
         parts = path.relative_to(root).parts
-        entry = b"/".join(p.encode() for p in parts) + b"\0" + hashlib.sha256(path.read_bytes()).digest()
+        entry = b"/".join(p.encode() for p in parts) + b"\0" + _digest(path, digests)
         if parts[1:] == (CARD_FILE,):
             common.update(entry)
         else:
@@ -157,6 +167,27 @@ def _checks_digest(root: Path) -> str:
     for path in sorted((root / CHECKS_FOLDER).glob("*.json")):
         digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def _digest(path: Path, digests: Digests | None) -> bytes:
+    """The SHA-256 of ``path``'s bytes, from ``digests`` when its signature is the one stored there.
+
+    The signature (inode, size, modification and change time) changes on every write; the change
+    time cannot be set back by any tool (``touch``, ``cp -p``, ``rsync`` only set the modification
+    time). A file changed within ``SETTLED_NS`` is not remembered, as a second write in the same
+    clock tick would leave its signature as it was (git's "racy clean" rule).
+    """
+    if digests is None:
+        return hashlib.sha256(path.read_bytes()).digest()
+    stat = path.stat()
+    signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    known = digests.get(str(path))
+    if known is not None and known[0] == signature:
+        return known[1]
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > SETTLED_NS:
+        digests[str(path)] = (signature, digest)
+    return digest
 
 
 def _data_files(root: Path) -> list[Path]:
@@ -317,12 +348,33 @@ def to_dict(tables: BoardTables) -> dict[str, Any]:
     }
 
 
+class StoredFrames(Mapping[str, pd.DataFrame]):
+    """A task's stored tables (``frame_to_dict`` form), checked now and each made into a data
+    frame when first asked for (then kept: the tables of one content never change)."""
+
+    def __init__(self, stored: dict[str, dict[str, Any]]) -> None:
+        for data in stored.values():
+            check_frame(data)
+        self._stored = stored
+        self._made: dict[str, pd.DataFrame] = {}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._made:
+            self._made[name] = frame_from_dict(self._stored[name])
+        return self._made[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+
 def from_dict(data: dict[str, Any]) -> BoardTables:
     tasks = {
-        name: TaskTables(t["families"], t["directions"], {k: frame_from_dict(f) for k, f in t["frames"].items()},
-                         t["caveats"], t["errors"])
+        name: TaskTables(t["families"], t["directions"], StoredFrames(t["frames"]), t["caveats"], t["errors"])
         for name, t in data["tasks"].items()
-    }  # fmt: skip
+    }
     keys = Keys(str(data["keys"]["board"]), {str(t): str(k) for t, k in data["keys"]["tasks"].items()})
     return BoardTables(keys, tuple(data["problems"]), tuple(data["controls"]), data["reference"],
                        data["cards"], tasks, data.get("task_cards", {}), data.get("task_checks", {}))  # fmt: skip
@@ -333,10 +385,18 @@ def frame_to_dict(frame: pd.DataFrame) -> dict[str, Any]:
     return {"columns": list(frame.columns), "dtypes": [str(t) for t in frame.dtypes], "data": values.to_numpy().tolist()}
 
 
-def frame_from_dict(data: dict[str, Any]) -> pd.DataFrame:
+def check_frame(data: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``data`` is a table as ``frame_to_dict`` writes it."""
     unknown = set(data["dtypes"]) - DTYPES
     if unknown:
         raise ValueError(f"column type {sorted(unknown)[0]!r} is not one the board writes")
+    width = len(data["columns"])
+    if len(data["dtypes"]) != width or any(len(row) != width for row in data["data"]):
+        raise ValueError("a stored table's rows, columns and column types do not match")
+
+
+def frame_from_dict(data: dict[str, Any]) -> pd.DataFrame:
+    check_frame(data)
     frame = pd.DataFrame(data["data"], columns=data["columns"], dtype=object)
     return frame.astype(dict(zip(data["columns"], data["dtypes"])))
 

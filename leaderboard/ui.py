@@ -11,12 +11,11 @@ replaces a failure by one line.
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -24,9 +23,13 @@ from xaiboard.benchmark.paths import submissions_dir
 from xaiboard.benchmark.registry import METRICS
 from xaiboard.leaderboard import tables as tables_module
 from xaiboard.leaderboard.plain import escape_markdown
+# the pages use these as ui.*; they live in shown.py, which the static export shares
+from xaiboard.leaderboard.shown import STATUS_LABELS, board_json, display_table, file_stem, interval, rank_cell  # noqa: F401
 from xaiboard.leaderboard.tables import BoardTables, TaskTables
 
-STATUS_LABELS = {"ok": "ok", "error": "error", "not-applicable": "not applicable"}
+if TYPE_CHECKING:
+    import altair as alt
+
 #: where the app keeps this run's tables for the page scripts
 STATE_KEY = "xaiboard_tables"
 
@@ -38,9 +41,16 @@ def _load(root: str, board_key: str) -> tuple[BoardTables, str]:
     return tables_module.load(root)
 
 
+@st.cache_resource
+def _digests() -> tables_module.Digests:
+    """The process's memo of record and card hashes (``tables.content_keys``): each run checks
+    the files' signatures and reads only those that changed."""
+    return {}
+
+
 def load_tables(root: str) -> tuple[BoardTables, str]:
     """Up-to-date tables over ``root`` and the recompute notice (``""`` when precomputed)."""
-    return _load(root, tables_module.content_keys(root).board)
+    return _load(root, tables_module.content_keys(root, _digests()).board)
 
 
 def board_root() -> str:
@@ -89,11 +99,6 @@ def table(data: pd.DataFrame, file_name: str, **options: object) -> None:
     )  # fmt: skip
 
 
-def file_stem(*parts: str) -> str:
-    """A download's file name from names (task names carry '/')."""
-    return "-".join(part.replace("/", "_") for part in parts)
-
-
 def caveat(line: str) -> None:
     """A sentence built by the board from names, as an escaped warning."""
     st.warning(escape_markdown(line))
@@ -101,6 +106,8 @@ def caveat(line: str) -> None:
 
 def metric_definition(name: str) -> str:
     """The first docstring line of a registered metric, plus its reference when it has one."""
+    import xaiboard.benchmark.metrics  # noqa: F401  (registers them; loaded on first use, as it loads torch)
+
     if name not in METRICS:
         return ""
     cls = METRICS.factory(name)
@@ -109,41 +116,10 @@ def metric_definition(name: str) -> str:
     return " ".join(first_line + ([f"Reference: {reference}."] if reference else []))
 
 
-def interval(low: float, high: float) -> str:
-    return "" if pd.isna(low) else f"[{low:.4g}, {high:.4g}]"
-
-
-def _versus_random(flag: object) -> str:
-    return "" if pd.isna(flag) else ("beats random" if flag else "does not beat random")
-
-
-def _p_value(p: float) -> str:
-    return "" if pd.isna(p) else f"{p:.2g}"
-
-
-def display_table(ranked: pd.DataFrame, with_reference: bool) -> pd.DataFrame:
-    """The ranked table as shown: CI as ``[lo, hi]``, controls, the random check and statuses in
-    words, the error or not-applicable reason as a note. Without a random reference there is no
-    comparison, so its columns are left out."""
-    shown = pd.DataFrame(
-        {
-            "rank": ranked["rank"],
-            "method": ranked["method"],
-            "control": ranked["is_control"],
-            "mean": ranked["mean"],
-            "95% CI": [interval(lo, hi) for lo, hi in zip(ranked["ci_low"], ranked["ci_high"])],
-            "n": ranked["n"],
-            "vs random": ranked["beats_random"].map(_versus_random),
-            "p (paired, vs random)": ranked["p_vs_random"].map(_p_value),
-            "status": ranked["status"].map(STATUS_LABELS),
-            "note": ranked["error"].fillna(ranked["reason"]).fillna(""),
-        }
-    )
-    return shown if with_reference else shown.drop(columns=["vs random", "p (paired, vs random)"])
-
-
 def ci_chart(ranked: pd.DataFrame) -> alt.Chart:
     """Means as points with their 95% CI as horizontal rules, methods in rank order."""
+    import altair as alt  # here, not at the top: only the details need it, and it takes a while to load
+
     ok = ranked.loc[ranked["status"] == "ok", ["method", "mean", "ci_low", "ci_high", "is_control"]]
     base = alt.Chart(ok).encode(y=alt.Y("method:N", sort=list(ok["method"]), title=None))
     rules = base.mark_rule().encode(x=alt.X("ci_low:Q", title="mean and 95% CI"), x2="ci_high:Q")
@@ -184,16 +160,6 @@ def show_problems(problems: tuple[str, ...]) -> None:
         label = f"{len(problems)} result file(s) or card(s) could not be read or are not shown"
         with st.expander(label, expanded=True):
             plain_lines(list(problems))
-
-
-def rank_cell(mean_rank: float, group: object) -> str:
-    """A family rank as shown: the mean rank and, in brackets, the family rank group."""
-    return "" if pd.isna(mean_rank) else f"{mean_rank:.2f} (group {group})"
-
-
-def board_json(tables: BoardTables) -> str:
-    """The whole board as one JSON document (the precomputed tables file's content)."""
-    return json.dumps(tables_module.to_dict(tables), allow_nan=False, default=tables_module.plain_value)
 
 
 def board_zip(tables: BoardTables) -> bytes:

@@ -10,6 +10,7 @@ import streamlit as st
 from xaiboard.leaderboard import ui
 from xaiboard.leaderboard.aggregate import FAMILIES
 from xaiboard.leaderboard.plain import escape_markdown
+from xaiboard.leaderboard.shown import method_family, overview_grid
 from xaiboard.leaderboard.tables import BoardTables
 
 GUIDE = (
@@ -17,24 +18,6 @@ GUIDE = (
     "(lower is better) and, in brackets, its rank group (methods in one group are not separated on every "
     "metric); families and tasks are never blended into one score."
 )
-
-
-def method_family(tables: BoardTables, method: str) -> str:
-    """How the method works, from its card ("" without one)."""
-    return str(tables.cards.get(method, {}).get("family", ""))
-
-
-def grid(overview: pd.DataFrame, family: str, tasks: list[str], tables: BoardTables) -> pd.DataFrame:
-    """Methods × ``tasks`` for one family: cells ``"mean (group g)"``, best mean over tasks first."""
-    rows = overview[(overview["family"] == family) & overview["task"].isin(tasks)]
-    cells = rows.assign(cell=[ui.rank_cell(m, g) for m, g in zip(rows["mean_rank"], rows["rank_group"])])
-    shown = cells.pivot(index="method", columns="task", values="cell").reindex(columns=tasks).fillna("")
-    order = rows.groupby("method")["mean_rank"].mean().sort_values().index
-    shown = shown.reindex(order)
-    shown.insert(0, "control", [m in tables.controls for m in shown.index])
-    shown.insert(1, "method family", [method_family(tables, m) for m in shown.index])
-    shown.columns.name = None
-    return shown.rename_axis("method").reset_index()
 
 
 def controls_row(overview: pd.DataFrame, tables: BoardTables) -> tuple[str, list[str], list[str]]:
@@ -59,7 +42,7 @@ def show_overview(tables: BoardTables) -> None:
     for modality in modalities:
         tasks = sorted(set(overview.loc[overview["modality"] == modality, "task"]))
         st.subheader(escape_markdown(modality))
-        ui.table(grid(overview, family, tasks, tables), ui.file_stem("overview", modality, family))
+        ui.table(overview_grid(overview, family, tasks, tables), ui.file_stem("overview", modality, family))
         for task in tasks:
             reason = tables.tasks[task].caveats.get(family)
             if reason:

@@ -10,27 +10,8 @@ import streamlit as st
 from xaiboard.benchmark.task_check import faithfulness_frame, prior_frame, verdicts
 from xaiboard.leaderboard import ui
 from xaiboard.leaderboard.plain import escape_markdown
+from xaiboard.leaderboard.shown import compact
 from xaiboard.leaderboard.tables import BoardTables, TaskTables
-
-
-def compact(task: TaskTables, metrics: list[str], family: str) -> pd.DataFrame:
-    """Per method: family mean rank and group, then per metric "mean [CI low, CI high] #rank"."""
-    groups = task.frames["family_groups"]
-    rows = groups[groups["family"] == family].set_index("method")
-    shown = pd.DataFrame({"control": rows["is_control"], "family rank": [
-        ui.rank_cell(m, g) for m, g in zip(rows["mean_rank"], rows["rank_group"])]}, index=rows.index)  # fmt: skip
-    for metric in metrics:
-        ranked = task.frames.get(f"metric:{metric}")
-        if ranked is not None:
-            cells = [_cell(r) for r in ranked.itertuples()]
-            shown[metric] = pd.Series(cells, index=ranked["method"]).reindex(shown.index).fillna("")
-    return shown.sort_values("family rank").rename_axis("method").reset_index()
-
-
-def _cell(row: object) -> str:
-    if row.status != "ok":
-        return ui.STATUS_LABELS.get(row.status, row.status)
-    return f"{row.mean:.3g} {ui.interval(row.ci_low, row.ci_high)} #{row.rank}"
 
 
 def show_family(tables: BoardTables, name: str, task: TaskTables, family: str, details: bool) -> None:
