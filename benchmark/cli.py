@@ -426,7 +426,8 @@ def task_show_command(task_name: str, plugins: Sequence[Path]) -> None:
 @PLUGIN
 def task_check_command(task_name: str, n: int, seed: int, device: str, results_dir: Path | None,
                        plugins: Sequence[Path]) -> None:
-    from .task_check import check_task, report, write_check
+    from .task_check import check_task, write_check
+    from .task_check_record import report
 
     _load_registries(plugins)
     task = TASKS.create(_names(TASKS, task_name, "TASK")[0])

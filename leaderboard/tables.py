@@ -6,7 +6,7 @@ committed results, far too long to redo on every page view. ``build(root)`` comp
 all and writes them to ``<root>/_board-tables.json`` (a file at the root, where the store only
 looks for method folders), keyed by ``content_keys(root)``: hashes of every record and card file's
 path and bytes, plus the source of the code that computes the tables (the board's key also covers
-the task checks under ``<root>/_tasks/``, which the tables carry as read, see ``task_check.py``). ``load(root)`` returns
+the task checks under ``<root>/_tasks/``, which the tables carry as read, see ``task_check_record.py``). ``load(root)`` returns
 the stored tables when the key still matches, and otherwise recomputes the tasks whose records
 changed and says so, so a results folder edited by hand (or new code) is never shown with stale
 numbers. ``build`` reuses the stored tables of unchanged tasks too, which keeps it cheap at the
@@ -34,7 +34,7 @@ import pandas as pd
 from xaiboard.benchmark.atomic import atomic_write_text
 from xaiboard.benchmark.card import CARD_FILE
 from xaiboard.benchmark.store import is_method_folder
-from xaiboard.benchmark.task_check import CHECKS_FOLDER, read_checks
+from xaiboard.benchmark.task_check_record import CHECKS_FOLDER, read_checks
 from xaiboard.leaderboard import aggregate, board as board_module
 from xaiboard.leaderboard.board import Board, load_board
 

@@ -21,8 +21,8 @@ from xaiboard.benchmark.cli import main
 from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.store import ResultStore
 from xaiboard.benchmark.task import Batch
-from xaiboard.benchmark.task_check import (FLAG_AUROC, TaskCheck, check_path, check_task, random_sets, read_checks,
-                                           write_check)  # fmt: skip
+from xaiboard.benchmark.task_check import TaskCheck, check_task, random_sets, write_check
+from xaiboard.benchmark.task_check_record import FLAG_AUROC, check_path, read_checks
 from xaiboard.leaderboard import tables
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_task.py"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from xaiboard.benchmark.task_check import faithfulness_frame, prior_frame, verdicts
+from xaiboard.benchmark.task_check_record import faithfulness_frame, prior_frame, verdicts
 from xaiboard.leaderboard import ui
 from xaiboard.leaderboard.plain import escape_markdown
 from xaiboard.leaderboard.shown import compact
