@@ -8,6 +8,9 @@ failures are visible on the board rather than silently missing. A (task, method)
 results are all stored (same task version, method hash, seed, n and metric parameters) is
 skipped, so a killed run resumes where it stopped; "all stored" means stored for the same task
 code, model parameters, method code, samples and metric code, so nothing stale is reused.
+Beside each pair's records the runner stores its explanations of the batch's first samples
+(``examples.py``), for the board's pictures; a resumed run fills in missing or stale ones
+without recomputing any metric.
 
 Who computes the pairs is an executor's choice: :class:`SerialExecutor` runs them in this
 process, task by task; ``distributed.RayExecutor`` sends each (task, method, seed) pair to a
@@ -38,6 +41,8 @@ from .card import MethodCard, baseline_card
 from .cost import Cost, count_passes
 from .device import resolve_device
 from .environment import describe_device, versions
+from .example_inputs import example_arrays, first_samples
+from .examples import EXAMPLE_COUNT, is_current, write_examples
 from .metric import Metric, MetricContext
 from .record import RecordError, ResultRecord
 from .registry import METHODS, METRICS, TASKS, Registry
@@ -192,6 +197,7 @@ class Run:
                 todo.append(PairWork(task, explainer, missing, pair))
             else:
                 log.info("skip %s on %s: all results already stored", explainer.name, task.name)
+                self.examples(task, explainer, loaded, pair)
         return TaskPlan(loaded, done, todo)
 
     def compute(self, work: PairWork) -> list[ResultRecord]:
@@ -260,6 +266,7 @@ class Run:
         except Exception as exc:
             message = f"explaining {task.name} with {explainer.name} failed: {type(exc).__name__}: {exc}"
             return [self.write(pair, m, status="error", error=message, traceback=traceback.format_exc()) for m in metrics]
+        self.examples(task, explainer, loaded, pair, entry.explanation)
         ctx = MetricContext(
             task=task,
             model=loaded.model,
@@ -292,6 +299,42 @@ class Run:
         entry = CachedExplanation(checked_explanation(raw, loaded.batch, explainer.name), getattr(explainer, "last_cost", cost))
         self.cache.save(*key, entry)
         return entry
+
+    def examples(self, task: Task, explainer: Explainer, loaded: _Loaded, pair: dict[str, Any],
+                 explanation: Tensor | None = None) -> None:
+        """Store the pair's example explanations (``examples.py``) unless a current file is there.
+
+        They are the first ``EXAMPLE_COUNT`` rows of ``explanation`` (the whole batch's) when
+        given, else of the cached explanation of the batch; when neither exists (a resumed run
+        whose records are complete) just those samples are explained, seeded as the batch is,
+        so filling in pictures never recomputes a metric. A Ray worker (no store) leaves them to
+        the next run's plan. Pictures are not results: a failure here is logged, never recorded.
+        """
+        if self.store is None:
+            return
+        path = self.store.examples_path(task.name, explainer.name)
+        fields = ("task_version", "task_fingerprint", "method_hash", "seed")
+        if is_current(path, {**{f: pair[f] for f in fields}, "sample_ids": pair["sample_ids"][:EXAMPLE_COUNT]}):
+            return
+        try:
+            first = first_samples(task, loaded.batch, EXAMPLE_COUNT)
+            if explanation is None and not self.force:
+                cached = self.cache.load(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch))
+                explanation = None if cached is None else cached.explanation
+            batch_size = len(loaded.batch)
+            if explanation is None:
+                torch.manual_seed(self.seed)
+                raw = explainer.explain_batch(copy.deepcopy(loaded.model), first, task)
+                explanation, batch_size = checked_explanation(raw, first, explainer.name), len(first)
+            arrays = example_arrays(task, loaded.model, first, explanation)
+            if arrays is None:
+                log.info("no examples of %s: its inputs are of a kind the board cannot draw", task.name)
+                return
+            meta = {"task": task.name, "modality": task.modality, "method": explainer.name, "batch_size": batch_size,
+                    **{f: pair[f] for f in fields}}  # fmt: skip
+            write_examples(path, meta, arrays)
+        except Exception as exc:  # noqa: BLE001  (a method may fail on a sub-batch in any way)
+            log.warning("examples of %s on %s not stored: %s: %s", explainer.name, task.name, type(exc).__name__, exc)
 
     def reexplainer(self, task: Task, explainer: Explainer) -> Callable[[nn.Module, Any, Tensor], Tensor]:
         """``ctx.explain``: re-runs the method, adding passes it counted in a sandboxed worker
