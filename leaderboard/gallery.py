@@ -32,6 +32,12 @@ LEGEND = (
     "A graph edge shows the larger score of its two directions."
 )
 
+#: said under pictures of samples explained on their own (a resumed run), not within their batch
+ALONE = (
+    "Explained on these samples alone (filled in by a resumed run), not within the evaluation batch: a method that "
+    "draws random numbers or learns from its batch can differ from the explanation its scores are of."
+)
+
 
 @dataclass(frozen=True)
 class Drawn:
@@ -98,10 +104,12 @@ def show_pictures(found: Drawn) -> None:
     if found.modality == "text":
         for picture in found.pictures:
             show_one(picture)
-        return
-    for column, picture in zip(st.columns(len(found.pictures)), found.pictures):
-        with column:
-            show_one(picture)
+    else:
+        for column, picture in zip(st.columns(len(found.pictures)), found.pictures):
+            with column:
+                show_one(picture)
+    if found.batch_size == len(found.pictures):
+        st.caption(ALONE)
 
 
 def show_one(picture: Picture) -> None:

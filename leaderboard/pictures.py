@@ -149,7 +149,7 @@ def graph_png(edges: np.ndarray, scores: np.ndarray, nodes: int, center: int, tr
     ax.set_axis_off()
     truth_edges = [k for k in keys if merged[k][1]]
     if truth_edges:
-        nx.draw_networkx_edges(graph, layout, edgelist=truth_edges, width=7, edge_color=[(*TRUTH, 0.45)], ax=ax)
+        nx.draw_networkx_edges(graph, layout, edgelist=truth_edges, width=10, edge_color=[(*TRUTH, 0.5)], ax=ax)
     nx.draw_networkx_edges(graph, layout, edgelist=keys, width=0.8, edge_color="#bbbbbb", ax=ax)  # the structure
     nx.draw_networkx_edges(graph, layout, edgelist=keys, width=0.5 + 3.5 * np.abs(s), edge_color=colours, ax=ax)
     others = [n for n in range(nodes) if n != center]

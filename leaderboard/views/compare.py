@@ -27,7 +27,7 @@ def methods_on(tables: BoardTables, task: str) -> list[str]:
     return [] if ranks is None else list(ranks["method"])
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@st.cache_data(max_entries=256, show_spinner="Running the paired tests...")
 def differences(root: str, task: str, task_key: str, a: str, b: str, _tables: BoardTables) -> pd.DataFrame:
     """``paired_differences`` of ``a`` and ``b`` on the task content ``task_key`` (the cache key)."""
     records = {m: gallery.task_records(root, task, m, task_key) for m in (a, b)}
