@@ -304,37 +304,41 @@ class Run:
                  explanation: Tensor | None = None) -> None:
         """Store the pair's example explanations (``examples.py``) unless a current file is there.
 
-        They are the first ``EXAMPLE_COUNT`` rows of ``explanation`` (the whole batch's) when
-        given, else of the cached explanation of the batch; when neither exists (a resumed run
-        whose records are complete) just those samples are explained, seeded as the batch is,
-        so filling in pictures never recomputes a metric. A Ray worker (no store) leaves them to
-        the next run's plan. Pictures are not results: a failure here is logged, never recorded.
+        Nothing is stored by a Ray worker (no store): the next run's plan fills them in. Pictures
+        are not results: a failure here is logged, never recorded.
         """
         if self.store is None:
             return
         path = self.store.examples_path(task.name, explainer.name)
-        fields = ("task_version", "task_fingerprint", "method_hash", "seed")
-        if is_current(path, {**{f: pair[f] for f in fields}, "sample_ids": pair["sample_ids"][:EXAMPLE_COUNT]}):
+        meta = {f: pair[f] for f in ("task_version", "task_fingerprint", "method_hash", "seed")}
+        if is_current(path, {**meta, "sample_ids": pair["sample_ids"][:EXAMPLE_COUNT]}):
             return
         try:
             first = first_samples(task, loaded.batch, EXAMPLE_COUNT)
-            if explanation is None and not self.force:
-                cached = self.cache.load(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch))
-                explanation = None if cached is None else cached.explanation
-            batch_size = len(loaded.batch)
-            if explanation is None:
-                torch.manual_seed(self.seed)
-                raw = explainer.explain_batch(copy.deepcopy(loaded.model), first, task)
-                explanation, batch_size = checked_explanation(raw, first, explainer.name), len(first)
-            arrays = example_arrays(task, loaded.model, first, explanation)
+            scores, batch_size = self.example_scores(task, explainer, loaded, first, explanation)
+            arrays = example_arrays(task, loaded.model, first, scores)
             if arrays is None:
                 log.info("no examples of %s: its inputs are of a kind the board cannot draw", task.name)
                 return
-            meta = {"task": task.name, "modality": task.modality, "method": explainer.name, "batch_size": batch_size,
-                    **{f: pair[f] for f in fields}}  # fmt: skip
+            meta |= {"task": task.name, "modality": task.modality, "method": explainer.name, "batch_size": batch_size}
             write_examples(path, meta, arrays)
         except Exception as exc:  # noqa: BLE001  (a method may fail on a sub-batch in any way)
             log.warning("examples of %s on %s not stored: %s: %s", explainer.name, task.name, type(exc).__name__, exc)
+
+    def example_scores(self, task: Task, explainer: Explainer, loaded: _Loaded, first: Batch,
+                       explanation: Tensor | None) -> tuple[Tensor, int]:
+        """The explanation whose first rows the examples show, and the size of the batch it was
+        computed on: ``explanation`` (the whole batch's) when given, else the cached one of the
+        batch; when neither exists (a resumed run whose records are complete) ``first`` alone is
+        explained, seeded as the batch is, so filling in pictures never recomputes a metric."""
+        if explanation is not None:
+            return explanation, len(loaded.batch)
+        cached = None if self.force else self.cache.load(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch))
+        if cached is not None:
+            return cached.explanation, len(loaded.batch)
+        torch.manual_seed(self.seed)
+        raw = explainer.explain_batch(copy.deepcopy(loaded.model), first, task)
+        return checked_explanation(raw, first, explainer.name), len(first)
 
     def reexplainer(self, task: Task, explainer: Explainer) -> Callable[[nn.Module, Any, Tensor], Tensor]:
         """``ctx.explain``: re-runs the method, adding passes it counted in a sandboxed worker
