@@ -8,6 +8,9 @@ failures are visible on the board rather than silently missing. A (task, method)
 results are all stored (same task version, method hash, seed, n and metric parameters) is
 skipped, so a killed run resumes where it stopped; "all stored" means stored for the same task
 code, model parameters, method code, samples and metric code, so nothing stale is reused.
+Beside each pair's records the runner stores its explanations of the batch's first samples
+(``examples.py``), for the board's pictures; a resumed run fills in missing or stale ones
+without recomputing any metric.
 
 Who computes the pairs is an executor's choice: :class:`SerialExecutor` runs them in this
 process, task by task; ``distributed.RayExecutor`` sends each (task, method, seed) pair to a
@@ -39,6 +42,8 @@ from .card import MethodCard, baseline_card
 from .cost import Cost, count_passes
 from .device import resolve_device
 from .environment import describe_device, versions
+from .example_inputs import example_arrays, first_samples
+from .examples import EXAMPLE_COUNT, is_current, write_examples
 from .metric import Metric, MetricContext
 from .record import NotApplicable, RecordError, ResultRecord
 from .registry import METHODS, METRICS, TASKS, Registry
@@ -204,6 +209,7 @@ class Run:
                 todo.append(PairWork(task, explainer, missing, pair))
             else:
                 log.info("skip %s on %s: all results already stored", explainer.name, task.name)
+                self.examples(task, explainer, loaded, pair)
         return TaskPlan(loaded, done, todo)
 
     def compute(self, work: PairWork) -> list[ResultRecord]:
@@ -282,6 +288,7 @@ class Run:
         except Exception as exc:
             message = f"explaining {task.name} with {explainer.name} failed: {type(exc).__name__}: {exc}"
             return [self.write(pair, m, status="error", error=message, traceback=traceback.format_exc()) for m in metrics]
+        self.examples(task, explainer, loaded, pair, entry.explanation)
         ctx = MetricContext(
             task=task,
             model=loaded.model,
@@ -317,6 +324,46 @@ class Run:
         entry = CachedExplanation(checked_explanation(raw, loaded.batch, explainer.name), getattr(explainer, "last_cost", cost))
         self.cache.save(*key, entry, split=self.split)
         return entry
+
+    def examples(self, task: Task, explainer: Explainer, loaded: _Loaded, pair: dict[str, Any],
+                 explanation: Tensor | None = None) -> None:
+        """Store the pair's example explanations (``examples.py``) unless a current file is there.
+
+        Nothing is stored by a Ray worker (no store): the next run's plan fills them in. Pictures
+        are not results: a failure here is logged, never recorded.
+        """
+        if self.store is None:
+            return
+        path = self.store.examples_path(task.name, explainer.name)
+        meta = {f: pair[f] for f in ("task_version", "task_fingerprint", "method_hash", "seed")}
+        if is_current(path, {**meta, "sample_ids": pair["sample_ids"][:EXAMPLE_COUNT]}):
+            return
+        try:
+            first = first_samples(task, loaded.batch, EXAMPLE_COUNT)
+            scores, batch_size = self.example_scores(task, explainer, loaded, first, explanation)
+            arrays = example_arrays(task, loaded.model, first, scores)
+            if arrays is None:
+                log.info("no examples of %s: its inputs are of a kind the board cannot draw", task.name)
+                return
+            meta |= {"task": task.name, "modality": task.modality, "method": explainer.name, "batch_size": batch_size}
+            write_examples(path, meta, arrays)
+        except Exception as exc:  # noqa: BLE001  (a method may fail on a sub-batch in any way)
+            log.warning("examples of %s on %s not stored: %s: %s", explainer.name, task.name, type(exc).__name__, exc)
+
+    def example_scores(self, task: Task, explainer: Explainer, loaded: _Loaded, first: Batch,
+                       explanation: Tensor | None) -> tuple[Tensor, int]:
+        """The explanation whose first rows the examples show, and the size of the batch it was
+        computed on: ``explanation`` (the whole batch's) when given, else the cached one of the
+        batch; when neither exists (a resumed run whose records are complete) ``first`` alone is
+        explained, seeded as the batch is, so filling in pictures never recomputes a metric."""
+        if explanation is not None:
+            return explanation, len(loaded.batch)
+        cached = None if self.force else self.cache.load(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch))
+        if cached is not None:
+            return cached.explanation, len(loaded.batch)
+        torch.manual_seed(self.seed)
+        raw = explainer.explain_batch(copy.deepcopy(loaded.model), first, task)
+        return checked_explanation(raw, first, explainer.name), len(first)
 
     def reexplainer(self, task: Task, explainer: Explainer) -> Callable[[nn.Module, Any, Tensor], Tensor]:
         """``ctx.explain``: re-runs the method, adding passes it counted in a sandboxed worker

@@ -85,8 +85,11 @@ def paired_permutation_pvalue(
     direction: str,
     seed: int,
     n_resamples: int = 9999,
+    two_sided: bool = False,
 ) -> float:
-    """One-sided p-value that ``scores`` beat ``reference`` on the same samples (paired test).
+    """One-sided p-value that ``scores`` beat ``reference`` on the same samples (paired test);
+    with ``two_sided``, the p-value that they differ in either direction (the board's Compare
+    page, where neither method is the reference).
 
     The question "does this method beat random attributions on this metric?" is a paired one:
     both were scored on the same samples, so the test permutes *within* pairs, randomly swapping
@@ -108,7 +111,7 @@ def paired_permutation_pvalue(
         permutation_type="samples",
         vectorized=True,
         n_resamples=n_resamples,
-        alternative="greater" if direction == "higher" else "less",
+        alternative="two-sided" if two_sided else "greater" if direction == "higher" else "less",
         rng=np.random.default_rng(seed),
     )
     return float(result.pvalue)

@@ -8,6 +8,10 @@ as one line naming the file and field instead of breaking the board. A record mu
 where its own fields put it: a file under ``saliency/`` that claims another method (or task or
 metric) is reported, never shown, so one folder cannot speak for another method.
 
+Beside a (task, method)'s records lies its ``examples.npz`` (``examples.py``: the method's
+explanations of a few fixed samples, for the board's pictures); it is not JSON, so it is never
+read as a record.
+
 Each method folder also holds its card (``method.json``, see ``card.py``). Folders whose name
 starts with a dot (``xaiboard submit``'s staging folders) or an underscore (``_tasks``, the task
 checks of ``task_check.py``; no method name can start with either) are not method folders.
@@ -22,6 +26,7 @@ from typing import Any
 
 from .atomic import atomic_write_text, read_json
 from .card import CARD_FILE, CardError, MethodCard, read_card, write_card
+from .examples import EXAMPLES_FILE
 from .paths import results_dir
 from .record import RecordError, ResultRecord
 
@@ -37,6 +42,10 @@ class ResultStore:
         if "/" in method or "/" in metric:
             raise ValueError(f"method and metric names cannot contain '/': {method!r}, {metric!r}")
         return self.root / method / "results" / task / f"{metric}.json"
+
+    def examples_path(self, task: str, method: str) -> Path:
+        """Where the (task, method)'s example explanations lie: beside its records."""
+        return self.path(task, method, "examples").with_name(EXAMPLES_FILE)
 
     def write(self, record: ResultRecord) -> Path:
         """Write ``record`` atomically: a reader sees the old file or the new one, never half."""

@@ -26,7 +26,7 @@ HOSTILE = ("](", "example.com", "<script", "alert(1)", "onerror")
 PLAIN = {"text", "code", "dataframe"}
 
 
-PAGES = ("views/overview.py", "views/task.py", "views/method.py", "views/cost.py")
+PAGES = ("views/overview.py", "views/task.py", "views/method.py", "views/compare.py", "views/cost.py")
 
 
 def open_app(root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:

@@ -1,5 +1,5 @@
-"""Method page: the method's card (``method.json``), its family ranks across tasks and its cost
-per explanation on each task."""
+"""Method page: the method's card (``method.json``), its family ranks across tasks, its cost
+per explanation on each task, and its example explanations drawn over the inputs (``gallery.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from xaiboard.leaderboard import ui
+from xaiboard.leaderboard import gallery, ui
 from xaiboard.leaderboard.plain import escape_markdown
 from xaiboard.leaderboard.tables import BoardTables
 
@@ -55,6 +55,7 @@ def show_method(tables: BoardTables, method: str) -> None:
     ui.table(ranks_across_tasks(tables, method), ui.file_stem(method, "ranks"))
     st.subheader("Cost per explanation")
     ui.table(cost_across_tasks(tables, method), ui.file_stem(method, "cost"))
+    gallery.show_method(ui.board_root(), tables, method)
 
 
 tables = ui.current()
