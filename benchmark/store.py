@@ -9,7 +9,8 @@ where its own fields put it: a file under ``saliency/`` that claims another meth
 metric) is reported, never shown, so one folder cannot speak for another method.
 
 Each method folder also holds its card (``method.json``, see ``card.py``). Folders whose name
-starts with a dot (``xaiboard submit``'s staging folders) are not part of the board.
+starts with a dot (``xaiboard submit``'s staging folders) are not part of the board, nor is
+``reproductions/`` (``paths.REPRODUCTIONS_FOLDER``: ``xaiboard reproduce``'s records).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from .atomic import atomic_write_text, read_json
 from .card import CARD_FILE, CardError, MethodCard, read_card, write_card
-from .paths import results_dir
+from .paths import REPRODUCTIONS_FOLDER, results_dir
 from .record import RecordError, ResultRecord
 
 
@@ -83,7 +84,7 @@ class ResultStore:
         """Every readable method card under the root (by method name), and one error per bad one."""
         cards, errors = {}, []
         for path in sorted(self.root.glob(f"*/{CARD_FILE}")):
-            if path.parent.name.startswith("."):
+            if not is_method_folder(path.parent.name):
                 continue
             try:
                 card = read_card(path)
@@ -102,12 +103,18 @@ class ResultStore:
         return write_card(self.root / card.name, card)
 
     def _record_paths(self) -> list[Path]:
-        return sorted(p for p in self.root.glob("*/results/**/*.json") if not p.relative_to(self.root).parts[0].startswith("."))
+        return sorted(p for p in self.root.glob("*/results/**/*.json") if is_method_folder(p.relative_to(self.root).parts[0]))
 
     def find(self, task: str, method: str, metric: str) -> ResultRecord | None:
         """The stored record for this key, ``None`` if there is none (``RecordError`` if bad)."""
         path = self.path(task, method, metric)
         return self.read(path) if path.exists() else None
+
+
+def is_method_folder(name: str) -> bool:
+    """Whether the folder ``name`` at a results root's top is a method's: not a dot folder
+    (staging) and not the reproductions' records."""
+    return not name.startswith(".") and name != REPRODUCTIONS_FOLDER
 
 
 def _strict_json(value: Any) -> Any:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from xaiboard.benchmark.atomic import atomic_write_text
 from xaiboard.benchmark.card import CARD_FILE
+from xaiboard.benchmark.store import is_method_folder
 from xaiboard.leaderboard import aggregate, board as board_module
 from xaiboard.leaderboard.board import Board, load_board
 
@@ -41,8 +42,8 @@ TASK_CARD_COLUMNS = ["task", "modality", "task_version", "task_fingerprint", "re
 
 @dataclass(frozen=True)
 class TaskTables:
-    """One task's tables by name (``family_ranks``, ``family_groups``, ``cost``, ``metric_cost``,
-    ``provenance``, ``cards``, ``card``, and ``metric:<name>`` per metric), the metrics by family
+    """One task's tables by name (``family_ranks``, ``family_groups``, ``metric_agreement``, ``cost``,
+    ``metric_cost``, ``provenance``, ``cards``, ``card``, and ``metric:<name>`` per metric), the metrics by family
     with their directions, the families where a control ranks first (with the reason), and one
     line per table that could not be computed."""
 
@@ -114,9 +115,9 @@ def content_keys(root: Path | str) -> Keys:
 
 
 def _data_files(root: Path) -> list[Path]:
-    """The files the board reads: records and cards outside dot folders (as ``ResultStore``)."""
+    """The files the board reads: records and cards in method folders (as ``ResultStore``)."""
     found = [*root.glob("*/results/**/*.json"), *root.glob(f"*/{CARD_FILE}")]
-    return sorted(p for p in found if not p.relative_to(root).parts[0].startswith("."))
+    return sorted(p for p in found if is_method_folder(p.relative_to(root).parts[0]))
 
 
 def compute(board: Board, keys: Keys, previous: BoardTables | None = None) -> BoardTables:
@@ -152,6 +153,7 @@ def _task_tables(board: Board, task: str) -> TaskTables:
     attempt("family_groups", f"{task}: family ranks", lambda: _groups(board, task, families, tables))
     if "family_groups" in frames:
         frames["family_ranks"] = _family_ranks(frames["family_groups"], list(families))
+    attempt("metric_agreement", f"{task}: metric agreement", lambda: aggregate.metric_agreement(board, task, tables))
     for name, what, make in (
         ("cards", "method cards", aggregate.cards_table),
         ("cost", "cost", aggregate.cost_table),
