@@ -26,7 +26,8 @@ show what "no information" scores. The headline is each method's mean rank withi
 family, never one blended score.
 """
 VIEWS = Path(__file__).with_name("views")
-PAGES = [("overview.py", "Overview"), ("task.py", "Task"), ("method.py", "Method"), ("cost.py", "Quality vs cost")]
+PAGES = [("overview.py", "Overview"), ("task.py", "Task"), ("method.py", "Method"), ("cost.py", "Quality vs cost"),
+         ("metrics.py", "Metrics"), ("reproductions.py", "Reproductions")]  # fmt: skip
 
 
 def main() -> None:
