@@ -1,5 +1,5 @@
 """From a board (checked records and cards) to the tables the leaderboard shows: rankings,
-family ranks, cost.
+family ranks, cost, and whether the metrics agree (``metric_agreement``).
 
 Pure pandas functions over a ``Board`` so that the ranking rules are unit-tested without
 Streamlit. Which methods are controls, and which one is the random reference, come from the

@@ -32,7 +32,7 @@ SCHEMA = 1
 PROTOCOL_FIELDS = ("paper", "table", "data", "model", "samples", "metric", "tolerance")
 ROW_TEXT = ("method", "metric", "table", "paper", "verdict", "reason")
 ROW_NUMBERS = ("ours_mean", "ours_std", "difference")
-TABLE_COLUMNS = ["method", "metric", "table", "paper", "ours (mean ± std)", "difference", "verdict", "reason"]
+TABLE_COLUMNS = ["method", "metric", "paper", "ours (mean ± std)", "difference", "verdict", "reason", "table"]
 MAX_PLOT_BYTES = 5_000_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -149,9 +149,9 @@ def _is_png(path: Path) -> bool:
 def summary(records: list[ReproductionRecord]) -> pd.DataFrame:
     """One row per reproduction: its paper and table, seeds, time and how many cells got each verdict."""
     return pd.DataFrame(
-        [{"reproduction": r.name, "paper": r.protocol["paper"], "table": r.protocol["table"], "seeds": r.seeds,
-          "quick": r.quick, "seconds": round(r.seconds), "verdicts": _verdict_counts(r.table)} for r in records],
-        columns=["reproduction", "paper", "table", "seeds", "quick", "seconds", "verdicts"],
+        [{"reproduction": r.name, "verdicts": _verdict_counts(r.table), "seeds": r.seeds, "seconds": round(r.seconds),
+          "quick": r.quick, "paper": r.protocol["paper"], "table": r.protocol["table"]} for r in records],
+        columns=["reproduction", "verdicts", "seeds", "seconds", "quick", "paper", "table"],
     )  # fmt: skip
 
 

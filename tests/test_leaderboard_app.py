@@ -306,8 +306,8 @@ def test_reproductions_page_shows_each_record_its_plots_and_the_unreadable_ones(
     at = open_app(tmp_path, monkeypatch).switch_page("views/reproductions.py").run()
     assert not at.exception and not at.error
     (summary,) = [f.value for f in at.dataframe if "reproduction" in f.value.columns]
-    assert summary.values.tolist() == [["toy-table", "Toy et al. 2024", "Table 1", 2, False, 0,
-                                        "within the paper's spread: 1, off: 1, holds: 1"]]  # fmt: skip
+    assert summary.values.tolist() == [["toy-table", "within the paper's spread: 1, off: 1, holds: 1", 2, 0, False,
+                                        "Toy et al. 2024", "Table 1"]]  # fmt: skip
     (table,) = [f.value for f in at.dataframe if "verdict" in f.value.columns]
     assert table["ours (mean ± std)"].tolist() == ["0.905 ± 0.005", "0.500 ± 0.000", "0.100 ± 0.000"]
     assert table["difference"].tolist()[:2] == pytest.approx([0.005, -0.4]) and pd.isna(table["difference"].iloc[2])

@@ -29,12 +29,12 @@ DEFINITION_COLUMNS = ["metric", "family", "direction", "definition", "reference"
 def heatmap(agreement: pd.DataFrame, order: list[str]) -> alt.Chart:
     """Metric × metric, coloured from -1 (red) to +1 (blue), metrics in family order."""
     chart = alt.Chart(agreement).mark_rect().encode(
-        x=alt.X("metric_b:N", sort=order, title=None, axis=alt.Axis(labelAngle=-60)),
-        y=alt.Y("metric_a:N", sort=order, title=None),
+        x=alt.X("metric_b:N", sort=order, title=None, axis=alt.Axis(labelAngle=-60, labelOverlap=False, labelLimit=240)),
+        y=alt.Y("metric_a:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=240)),
         color=alt.Color("spearman:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1]), title="Spearman"),
         tooltip=["metric_a", "metric_b", "family_a", "family_b", alt.Tooltip("spearman:Q", format=".2f"), "n_methods"],
     )
-    side = 18 * len(order) + 20
+    side = 20 * len(order) + 20
     return chart.properties(width=side, height=side)
 
 
