@@ -10,6 +10,10 @@
   user's cache folder (``$XDG_CACHE_HOME/xaiboard``, default ``~/.cache/xaiboard``).
 
 ``XAIBOARD_SUBMISSIONS`` points the board at another folder (tests, a private board).
+
+A results root holds one folder per method, plus ``reproductions/`` (``REPRODUCTIONS_FOLDER``):
+the records of ``xaiboard reproduce``, which the board's Reproductions page shows and the result
+store skips.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: the folder of a results root that holds ``xaiboard reproduce``'s records (not a method's folder)
+REPRODUCTIONS_FOLDER = "reproductions"
 
 
 def submissions_dir() -> Path:

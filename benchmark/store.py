@@ -14,7 +14,8 @@ read as a record.
 
 Each method folder also holds its card (``method.json``, see ``card.py``). Folders whose name
 starts with a dot (``xaiboard submit``'s staging folders) or an underscore (``_tasks``, the task
-checks of ``task_check.py``; no method name can start with either) are not method folders.
+checks of ``task_check.py``; no method name can start with either) are not method folders, nor is
+``reproductions/`` (``paths.REPRODUCTIONS_FOLDER``: ``xaiboard reproduce``'s records).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 from .atomic import atomic_write_text, read_json
 from .card import CARD_FILE, CardError, MethodCard, read_card, write_card
 from .examples import EXAMPLES_FILE
-from .paths import results_dir
+from .paths import REPRODUCTIONS_FOLDER, results_dir
 from .record import RecordError, ResultRecord
 
 
@@ -121,8 +122,9 @@ class ResultStore:
 
 
 def is_method_folder(name: str) -> bool:
-    """Whether a top-level folder of a results root can be a method's (not staging, not ``_tasks``)."""
-    return not name.startswith((".", "_"))
+    """Whether the folder ``name`` at a results root's top is a method's: not a dot folder
+    (staging), not an underscore folder (``_tasks``) and not the reproductions' records."""
+    return not name.startswith((".", "_")) and name != REPRODUCTIONS_FOLDER
 
 
 def _strict_json(value: Any) -> Any:

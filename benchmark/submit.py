@@ -3,8 +3,9 @@
 ``xaiboard submit`` is the one path by which outside code reaches the board, so every step
 is built so that a bad submission changes nothing that is already published:
 
-1. **Name**: one path component (``card.NAME_PATTERN``), not a baseline's or an existing
-   submission's name unless ``--overwrite``.
+1. **Name**: one path component (``card.NAME_PATTERN``), never ``reproductions`` (the folder of
+   ``xaiboard reproduce``'s records), not a baseline's or an existing submission's name unless
+   ``--overwrite``.
 2. **Smoke check**: a small batch of every task the method claims, explained twice under the
    same seed: the right shape, finite on every valid feature, the same both times (to
    ``DETERMINISM_RTOL``), within the sandbox's time and memory budget. The first failure ends
@@ -35,7 +36,7 @@ from .metric import Metric
 from .record import ResultRecord
 from .runner import Executor, InvalidExplanation, checked_explanation, run
 from .sandbox import SubmissionError
-from .store import ResultStore
+from .store import ResultStore, is_method_folder
 from .task import Task
 
 #: samples per task in the smoke check: enough to catch shape and batching bugs, cheap to run twice
@@ -57,6 +58,8 @@ def check_name(name: str, root: Path, reserved: Sequence[str], overwrite: bool) 
         raise SubmissionRejected(
             f"--name {name!r}: use 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit"
         )
+    if not is_method_folder(name):
+        raise SubmissionRejected(f"--name {name!r} is the results folder of `xaiboard reproduce`'s records; pick another name")
     if overwrite:
         return
     if name in reserved:

@@ -1,5 +1,5 @@
 """From a board (checked records and cards) to the tables the leaderboard shows: rankings,
-family ranks, cost.
+family ranks, cost, and whether the metrics agree (``metric_agreement``).
 
 Pure pandas functions over a ``Board`` so that the ranking rules are unit-tested without
 Streamlit. Which methods are controls, and which one is the random reference, come from the
@@ -399,3 +399,44 @@ def pareto_front(frame: pd.DataFrame, cost: str, quality: str) -> pd.Series:
     lt = (values[:, None, :] < values[None, :, :]).any(axis=2)
     beaten = (le & lt & known[:, None]).any(axis=0)
     return pd.Series(known & ~beaten, index=frame.index, name="pareto")
+
+
+#: fewer methods in common than this and two metrics' agreement is not computed (with two
+#: methods every rank correlation is +1 or -1, which says nothing)
+MIN_AGREEMENT_METHODS = 3
+AGREEMENT_COLUMNS = ["metric_a", "metric_b", "family_a", "family_b", "spearman", "n_methods"]
+
+
+def metric_agreement(board: Board, task: str, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Do the metrics agree? Per pair of metrics on ``task``, the Spearman rank correlation of the
+    methods' mean scores, with each metric oriented so that larger is better.
+
+    +1: the two metrics order the methods the same way, best to worst; -1: in opposite ways; 0:
+    unrelated. The orientation (lower-is-better metrics negated) makes agreement mean agreeing
+    on which method is better, whatever the metrics' scales and directions. A pair is computed
+    over the methods with an ok result on both (at least ``MIN_AGREEMENT_METHODS``), else NaN;
+    also NaN when a metric gives every such method the same mean. Long format, one row per
+    ordered pair (the diagonal included), metrics in ``metrics_by_family`` order. ``tables``: the
+    task's ``leaderboard_table`` per metric when already computed; a metric missing from them is
+    left out (its table failed, and says why where it is shown).
+    """
+    families = metrics_by_family(board, task)
+    family_of = {m: family for family, metrics in families.items() for m in metrics if not tables or m in tables}
+    tables = tables or {m: leaderboard_table(board, task, m) for m in family_of}
+    oriented = pd.DataFrame(
+        {m: _oriented_means(tables[m], direction_of(board, task, m)) for m in family_of}, columns=list(family_of)
+    )
+    rho = oriented.corr(method="spearman", min_periods=MIN_AGREEMENT_METHODS)
+    known = oriented.notna().astype(int)
+    counts = known.T @ known
+    frame = rho.stack(future_stack=True).rename("spearman").to_frame()
+    frame["n_methods"] = counts.stack(future_stack=True)
+    frame = frame.rename_axis(["metric_a", "metric_b"]).reset_index()
+    frame["family_a"], frame["family_b"] = frame["metric_a"].map(family_of), frame["metric_b"].map(family_of)
+    return frame.astype({"spearman": float, "n_methods": "int64"})[AGREEMENT_COLUMNS]
+
+
+def _oriented_means(table: pd.DataFrame, direction: str) -> pd.Series:
+    """The methods' means on one metric (ok rows only), negated when lower is better."""
+    ok = table[table["status"] == "ok"].set_index("method")["mean"].astype(float)
+    return ok if direction == "higher" else -ok

@@ -27,7 +27,7 @@ family, never one blended score.
 """
 VIEWS = Path(__file__).with_name("views")
 PAGES = [("overview.py", "Overview"), ("task.py", "Task"), ("method.py", "Method"), ("compare.py", "Compare"),
-         ("cost.py", "Quality vs cost")]
+         ("cost.py", "Quality vs cost"), ("metrics.py", "Metrics"), ("reproductions.py", "Reproductions")]  # fmt: skip
 
 
 def main() -> None:

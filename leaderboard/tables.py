@@ -47,8 +47,8 @@ TASK_CARD_COLUMNS = ["task", "modality", "task_version", "task_fingerprint", "re
 
 @dataclass(frozen=True)
 class TaskTables:
-    """One task's tables by name (``family_ranks``, ``family_groups``, ``cost``, ``metric_cost``,
-    ``provenance``, ``cards``, ``card``, and ``metric:<name>`` per metric), the metrics by family
+    """One task's tables by name (``family_ranks``, ``family_groups``, ``metric_agreement``, ``cost``,
+    ``metric_cost``, ``provenance``, ``cards``, ``card``, and ``metric:<name>`` per metric), the metrics by family
     with their directions, the families where a control ranks first (with the reason), and one
     line per table that could not be computed."""
 
@@ -229,6 +229,7 @@ def _task_tables(board: Board, task: str) -> TaskTables:
     attempt("family_groups", f"{task}: family ranks", lambda: _groups(board, task, families, tables))
     if "family_groups" in frames:
         frames["family_ranks"] = _family_ranks(frames["family_groups"], list(families))
+    attempt("metric_agreement", f"{task}: metric agreement", lambda: aggregate.metric_agreement(board, task, tables))
     for name, what, make in (
         ("cards", "method cards", aggregate.cards_table),
         ("cost", "cost", aggregate.cost_table),

@@ -1,6 +1,6 @@
 """The Streamlit app end to end (``AppTest``) over results roots of synthetic files: ranked
 tables, task switching, not-applicable rows, every page, and a root full of bad and hostile
-files; and every page over the committed results."""
+files; the Metrics and Reproductions pages; and every page over the committed results."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
+from PIL import Image
 from test_leaderboard import CARDS, CONTROL, METRIC, SHAPES, SHAPES_ORDER, card, record, write_root
+from test_leaderboard_tables import AGREEMENT
 
-from xaiboard.benchmark.paths import submissions_dir
+from xaiboard.benchmark.paths import REPRODUCTIONS_FOLDER, submissions_dir
+from xaiboard.benchmark.reproductions.base import RECORD_SCHEMA, Measured, Published, Reproduction, run_reproduction
 from xaiboard.benchmark.store import ResultStore
-from xaiboard.leaderboard import aggregate, tables
+from xaiboard.leaderboard import aggregate, repro_records, tables
 
 APP = Path(aggregate.__file__).with_name("app.py")
 LINK = "[link](https://example.com)"
@@ -26,7 +29,8 @@ HOSTILE = ("](", "example.com", "<script", "alert(1)", "onerror")
 PLAIN = {"text", "code", "dataframe"}
 
 
-PAGES = ("views/overview.py", "views/task.py", "views/method.py", "views/compare.py", "views/cost.py")
+PAGES = ("views/overview.py", "views/task.py", "views/method.py", "views/compare.py", "views/cost.py", "views/metrics.py",
+         "views/reproductions.py")
 
 
 def open_app(root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
@@ -255,3 +259,83 @@ def test_every_page_renders_on_the_committed_results(monkeypatch):
     at.toggle(key="details").set_value(True).run()
     assert not at.exception and any("95% CI" in frame.value.columns for frame in at.dataframe)
     assert [e.value for e in at.error if "could not be shown" in e.value] == []
+
+
+def test_metrics_page_shows_the_agreement_heatmap_the_disagreeing_pairs_and_the_definitions(tmp_path, monkeypatch):
+    write_root(tmp_path, AGREEMENT)
+    at = open_app(tmp_path, monkeypatch).switch_page("views/metrics.py").run()
+    assert not at.exception and not at.error
+    assert len(at.get("vega_lite_chart")) == 1
+    disagreeing = next(f.value for f in at.dataframe if "metric_b" in f.value.columns and "family" in f.value.columns)
+    assert disagreeing[["metric_a", "metric_b"]].values.tolist()[0] == [METRIC, "mirrored"]
+    assert set(disagreeing["spearman"]) == {-1.0}
+    metrics = next(f.value for f in at.dataframe if "checked against" in f.value.columns).set_index("metric")
+    assert metrics.loc[METRIC, "definition"] == "Share of planted tokens the test explainer finds."
+    assert metrics.loc[METRIC, "reference"] == "Test et al. 2024" and metrics.loc[METRIC, "direction"] == "higher is better"
+    assert metrics.loc["mirrored_lower", "definition"] == "not a metric registered in this installation"
+    assert metrics.loc["mirrored_lower", "direction"] == "lower is better"
+
+
+class _ToyReproduction(Reproduction):
+    """Three cells with known verdicts; its reason for the gap is hostile text; it draws a plot."""
+
+    name = "toy-table"
+    paper, table, data, model, samples, metric = "Toy et al. 2024", "Table 1", "none", "none", "all", "AUC"
+    published = (Published("close", "auc", "Table 1", value=0.9, spread=0.02), Published("far", "auc", "Table 1", value=0.9),
+                 Published("claimed", "curve", "Fig. 2", claim="decays"))  # fmt: skip
+    known_gaps = {"far": f"{LINK} {SCRIPT}"}
+
+    def measure(self, seeds, quick, progress, out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(out_dir / f"{self.name}-curves.png")
+        return {("close", "auc"): Measured([0.90, 0.91]), ("far", "auc"): Measured([0.5, 0.5]),
+                ("claimed", "curve"): Measured([0.1, 0.1], holds=True, evidence={"curve": [1.0, 0.5, 0.1]})}  # fmt: skip
+
+
+def test_reproductions_page_shows_each_record_its_plots_and_the_unreadable_ones(tmp_path, monkeypatch):
+    """A record as ``xaiboard reproduce`` writes it, plus: a file that is not JSON, a record whose
+    name is not its file's, a PNG that is none and one named like markup. The table and plot
+    show, the bad files are one plain line each, the hostile reason stays plain text."""
+    write_root(tmp_path, SHAPES)
+    run_reproduction(_ToyReproduction(), seeds=2, quick=False, results_dir=tmp_path, progress=False, log=lambda _: None)
+    folder = tmp_path / REPRODUCTIONS_FOLDER
+    (folder / "broken.json").write_text("{not json")
+    (folder / "renamed.json").write_text((folder / "toy-table.json").read_text())
+    (folder / "toy-table-fake.png").write_text(SCRIPT)
+    Image.new("RGB", (8, 8)).save(folder / "toy-table-[x](y).png")
+
+    at = open_app(tmp_path, monkeypatch).switch_page("views/reproductions.py").run()
+    assert not at.exception and not at.error
+    (summary,) = [f.value for f in at.dataframe if "reproduction" in f.value.columns]
+    assert summary.values.tolist() == [["toy-table", "within the paper's spread: 1, off: 1, holds: 1", 2, 0, False,
+                                        "Toy et al. 2024", "Table 1"]]  # fmt: skip
+    (table,) = [f.value for f in at.dataframe if "verdict" in f.value.columns]
+    assert table["ours (mean ± std)"].tolist() == ["0.905 ± 0.005", "0.500 ± 0.000", "0.100 ± 0.000"]
+    assert table["difference"].tolist()[:2] == pytest.approx([0.005, -0.4]) and pd.isna(table["difference"].iloc[2])
+    assert table["reason"].tolist()[1] == f"{LINK} {SCRIPT}"
+    assert len(at.get("image")) == 1
+    (problems,) = [c.value for c in at.code if "broken.json" in c.value]
+    assert problems.splitlines() == [f"{folder / 'broken.json'}: invalid JSON (Expecting property name enclosed in "
+                                     "double quotes at line 1 column 2)",
+                                     f"{folder / 'renamed.json'}: field 'name' 'toy-table' is not a plain name equal "
+                                     "to the file's name"]  # fmt: skip
+    for element in marked_up(at):
+        assert not any(marker in element for marker in HOSTILE), element
+
+
+@pytest.mark.parametrize("make_folder", [False, True])
+def test_reproductions_page_without_records_says_so(tmp_path, monkeypatch, make_folder):
+    write_root(tmp_path, SHAPES)
+    if make_folder:
+        (tmp_path / REPRODUCTIONS_FOLDER).mkdir()
+    at = open_app(tmp_path, monkeypatch).switch_page("views/reproductions.py").run()
+    assert not at.exception and not at.error
+    assert [i.value for i in at.info][1:] == [
+        f"No reproduction records under this results folder: `xaiboard reproduce NAME --results-dir DIR` writes them "
+        f"to DIR/{REPRODUCTIONS_FOLDER}/."
+    ]  # fmt: skip
+    assert str(tmp_path / REPRODUCTIONS_FOLDER) in [c.value for c in at.code]
+
+
+def test_the_board_reads_records_of_the_schema_reproductions_write():
+    assert repro_records.SCHEMA == RECORD_SCHEMA

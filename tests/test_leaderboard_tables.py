@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from test_leaderboard import CARDS, CONTROL, METRIC, SHAPES, board_of, record, write_root
 
 from xaiboard.benchmark.cli import main
+from xaiboard.benchmark.paths import REPRODUCTIONS_FOLDER
 from xaiboard.benchmark.store import ResultStore
 from xaiboard.leaderboard import aggregate, tables
 
@@ -79,6 +80,42 @@ def test_pareto_front_marks_the_methods_no_other_is_both_cheaper_and_better_than
     assert aggregate.pareto_front(frame, "passes", "rank").tolist() == [True, True, False, True, False]
 
 
+# Four methods with separated means on METRIC; "twin" scores them identically, "mirrored" gives
+# each 1 - its mean (higher still better: the opposite order), "mirrored_lower" does the same but
+# is lower-is-better (so it agrees on which method is better); "broken" failed everywhere and
+# "late" has a result on "sparse" only, which two other methods share.
+ORDERED = [("a", (0.10, 0.20)), ("b", (0.30, 0.40)), ("c", (0.50, 0.60)), ("d", (0.70, 0.80))]
+AGREEMENT = [
+    *(record(m, ci, metric=metric) for metric in (METRIC, "twin") for m, ci in ORDERED),
+    *(record(m, (1 - ci[1], 1 - ci[0]), metric="mirrored") for m, ci in ORDERED),
+    *(record(m, (1 - ci[1], 1 - ci[0]), metric="mirrored_lower", direction="lower") for m, ci in ORDERED),
+    *(record("broken", None, metric=metric) for metric in (METRIC, "twin", "mirrored")),
+    *(record(m, ci, metric="sparse") for m, ci in [("a", (0.1, 0.2)), ("b", (0.3, 0.4)), ("late", (0.5, 0.6))]),
+]
+
+
+def test_metric_agreement_is_1_for_identical_metrics_and_minus_1_for_a_reversed_one():
+    """Spearman over the methods' means, each metric oriented so that larger is better; only
+    methods with a result on both count, and fewer than three in common gives no value."""
+    frame = aggregate.metric_agreement(board_of(AGREEMENT), "image/shapes")
+    rho = frame.pivot(index="metric_a", columns="metric_b", values="spearman")
+    n = frame.pivot(index="metric_a", columns="metric_b", values="n_methods")
+    assert rho.loc[METRIC, "twin"] == rho.loc["twin", METRIC] == 1.0  # exact: identical ranks
+    assert rho.loc[METRIC, "mirrored"] == rho.loc["twin", "mirrored"] == -1.0
+    assert rho.loc[METRIC, "mirrored_lower"] == 1.0 and rho.loc["mirrored", "mirrored_lower"] == -1.0
+    assert n.loc[METRIC, "twin"] == 4  # broken's error records do not count
+    assert n.loc[METRIC, "sparse"] == 2 and pd.isna(rho.loc[METRIC, "sparse"])
+    assert rho.loc["sparse", "sparse"] == 1.0 and n.loc["sparse", "sparse"] == 3
+    assert set(frame["family_a"]) == {"faithfulness"} and len(frame) == 5 * 5
+
+
+def test_the_stored_tables_hold_the_metric_agreement(tmp_path):
+    write_root(tmp_path, AGREEMENT)
+    tables.build(tmp_path)
+    stored = tables.load(tmp_path)[0].tasks["image/shapes"].frames["metric_agreement"]
+    pd.testing.assert_frame_equal(stored, aggregate.metric_agreement(board_of(AGREEMENT), "image/shapes"))
+
+
 def test_built_tables_match_the_aggregation_and_are_read_back_without_recomputing(tmp_path):
     planted = [record("good", (0.5, 0.7), task="text/planted"), record("random", (0.45, 0.55), task="text/planted")]
     write_root(tmp_path, SHAPES + planted)
@@ -112,6 +149,20 @@ def test_a_hand_edited_record_recomputes_its_task_only(tmp_path):
     assert loaded.task_cards == {"text/planted": {"dataset": "planted sentences"}}
     assert tables.build(tmp_path)[1] == 1  # the unchanged task is reused
     assert tables.load(tmp_path)[1] == "" and tables.load(tmp_path)[0].task_cards == loaded.task_cards
+
+
+def test_the_reproductions_folder_does_not_enter_the_board(tmp_path):
+    """Its records are no method's: neither the content keys nor the tables see them."""
+    write_root(tmp_path, SHAPES)
+    before = tables.content_keys(tmp_path)
+    folder = tmp_path / REPRODUCTIONS_FOLDER
+    ResultStore(tmp_path).write(record(REPRODUCTIONS_FOLDER, (0.9, 1.0)))
+    (folder / "method.json").write_text(json.dumps({"name": REPRODUCTIONS_FOLDER}))
+    (folder / "sanity-checks.json").write_text(json.dumps({"schema": 1, "rows": []}))
+    assert tables.content_keys(tmp_path) == before
+    loaded = tables.load(tmp_path)[0]
+    assert REPRODUCTIONS_FOLDER not in loaded.tasks["image/shapes"].frames[f"metric:{METRIC}"]["method"].tolist()
+    assert loaded.problems == () and REPRODUCTIONS_FOLDER not in loaded.cards
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from xaiboard.benchmark.paths import REPRODUCTIONS_FOLDER
 from xaiboard.benchmark.record import RecordError, ResultRecord, Summary
 from xaiboard.benchmark.store import ResultStore
 
@@ -104,3 +105,19 @@ def test_records_collects_errors_without_crashing(tmp_path):
 def test_names_cannot_escape_the_root(tmp_path):
     with pytest.raises(ValueError, match="path component"):
         ResultStore(tmp_path).path("../etc", "saliency", "x")
+
+
+def test_the_reproductions_folder_is_not_a_method_folder(tmp_path):
+    """``xaiboard reproduce`` writes its records to ``<root>/reproductions/``: the store reads no
+    record or card there, even files laid out as a method's, and reports none of them."""
+    store = ResultStore(tmp_path)
+    store.write(make_record())
+    planted = ResultStore(tmp_path).write(
+        ResultRecord.from_dict({**make_record().to_dict(), "method": REPRODUCTIONS_FOLDER}, "test")
+    )
+    (tmp_path / REPRODUCTIONS_FOLDER / "method.json").write_text('{"name": "reproductions"}')
+    (tmp_path / REPRODUCTIONS_FOLDER / "sanity-checks.json").write_text('{"schema": 1}')
+    records, errors = store.records()
+    assert planted.is_relative_to(tmp_path / REPRODUCTIONS_FOLDER)
+    assert [r.method for r in records] == ["saliency"] and errors == []
+    assert store.cards() == ({}, [])

@@ -17,6 +17,7 @@ import pytest
 
 from xaiboard.benchmark.card import read_card
 from xaiboard.benchmark.store import ResultStore
+from xaiboard.benchmark.submit import SubmissionRejected, check_name
 from xaiboard.benchmark.sandbox import sandbox_unavailable
 from xaiboard.leaderboard.aggregate import standings
 
@@ -184,6 +185,12 @@ def write_explanations_outside_the_harness(folder: Path) -> None:
     valid = graphs["valid"]
     scores = np.where(valid, np.arange(valid.shape[1], dtype=np.float32)[None, :], 0.0).astype(np.float32)
     np.savez(folder / "graph__ba-shapes" / "explanations.npz", ids=graphs["ids"], explanations=scores)
+
+
+def test_no_submission_can_take_the_reproductions_folder(tmp_path):
+    """Not even with --overwrite: publishing would replace ``xaiboard reproduce``'s records."""
+    with pytest.raises(SubmissionRejected, match="reproduce"):
+        check_name("reproductions", tmp_path, [], overwrite=True)
 
 
 def test_submit_refuses_a_bad_name_and_a_baseline_name(board, tmp_path):

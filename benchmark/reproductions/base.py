@@ -32,10 +32,11 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from ..environment import versions
+from ..paths import REPRODUCTIONS_FOLDER
 from ..registry import METHODS, Registry
 
 REPRODUCTIONS: Registry = Registry("reproduction")
-RECORD_FOLDER = "reproductions"
+RECORD_FOLDER = REPRODUCTIONS_FOLDER
 RECORD_SCHEMA = 1
 
 
