@@ -95,7 +95,7 @@ class BA2MotifsTask(GraphClassificationTask):
                 f"BA-2Motifs rebuilt from PyG generators: {2 * GRAPHS_PER_CLASS} graphs, a {BASE_NODES}-node BA tree "
                 f"+ one house (class 0) or {self.second_motif} (class 1), seed 0"
             ),
-            model=f"3-layer edge-weighted GIN ({self.recipe['hidden_channels']} channels), summed readout",
+            model=f"{self.recipe['num_layers']}-layer edge-weighted GIN ({self.recipe['hidden_channels']} channels), summed readout",
             feature_space="every edge of the graph",
             removal=self.removal_name,
             removal_baseline="the graph with every edge removed: isolated nodes (edge weight 0 or edges deleted)",
@@ -124,12 +124,15 @@ def bowtie_motif() -> MotifGenerator:
 
 @TASKS.register("graph/ba-2motifs")
 class BA2MotifsV2Task(BA2MotifsTask):
-    """BA-2Motifs with the edge-count shortcut closed: the second class's motif is K(2,3), which
-    has the house's node and edge counts and its node degrees, so every graph of both classes
-    has 25 nodes and 25 edges, and neither counting edges nor reading degrees tells the classes
-    apart: the model must read how the motif's edges are arranged (a triangle, or adjacent
-    degree-3 nodes; a 5-cycle with a chord would be the house again). A five-cycle, version 1's
-    second motif, has one edge fewer."""
+    """BA-2Motifs with the edge-count shortcut closed: the second class's motif is a bowtie, which
+    has the house's node and edge counts (5 and 6), and both classes are drawn under the same seed,
+    so graph ``i`` of either class has the same BA tree and joining edge: edge counts are equal
+    graph by graph, and so is the sum of node degrees. (A five-cycle with one chord, the obvious
+    candidate, is the house again; K(2,3) also has the house's degrees, but a GIN did not learn
+    it apart from the house: 0.69 test accuracy.) No linear count of nodes, edges or degrees
+    tells the classes apart, so the GIN must learn how the motif's edges are arranged; with the
+    version 1 recipe it stays at chance, and a deeper, wider GIN trained longer (4 layers, 64
+    channels, 200 epochs) reaches 99%."""
 
     name = "graph/ba-2motifs"
     version = "2"
@@ -138,6 +141,18 @@ class BA2MotifsV2Task(BA2MotifsTask):
     weights_stem = "graph_ba_2motifs_v2"
     motifs = (HouseMotif, bowtie_motif)
     second_motif = "bowtie"
+    num_hops = 4
+    recipe: dict[str, Any] = {
+        "model": "weighted GIN, summed jumping-knowledge readout",
+        "hidden_channels": 64,
+        "num_layers": 4,
+        "optimizer": "adam",
+        "lr": 0.003,
+        "weight_decay": 0.0,
+        "batch_size": 32,
+        "epochs": 200,
+        "threads": 1,
+    }
 
     def load_dataset(self) -> PygBatch:
         """Each class drawn under the same seed: both motifs have 5 nodes and draw the same random

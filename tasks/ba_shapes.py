@@ -368,7 +368,8 @@ class AnchoredMotifTask(MotifNodeTask):
         return self.data.motif[nodes]
 
     def droppable_edges(self) -> Tensor:
-        """Every edge but the target motifs' and their joining edges (dropping those would change labels)."""
+        """Every edge but those of the motifs hung last (the targets, whose edges decide the labels,
+        and the second distractors) and their joining edges."""
         is_target = self.data.motif >= self.base_nodes * self.distractors
         return ~is_target[self.data.edge_index].any(0)
 
