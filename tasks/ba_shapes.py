@@ -322,7 +322,7 @@ class AnchoredMotifTask(MotifNodeTask):
     recovers (measured on BA-Shapes: ground-truth AUROC 0.74 rather than 0.60).
     """
 
-    class_names = ("distractors only", "target motif")
+    class_names = ("distractors only", "a target motif")
     num_classes = 2
     model_kind = "GIN"
     split_text = "base nodes"
@@ -397,7 +397,7 @@ class AnchoredMotifTask(MotifNodeTask):
 class BAShapesV2Task(AnchoredMotifTask):
     name = "graph/ba-shapes"
     version = "2"
-    class_names = ("two five-cycles", "house and five-cycle")
+    class_names = ("five-cycles only", "a house")
     weights_stem = "graph_ba_shapes_v2"
     recipe: dict[str, Any] = {
         "model": "weighted GIN, jumping knowledge (concatenated)",

@@ -86,7 +86,7 @@ class TreeCyclesV2Task(AnchoredMotifTask):
 
     name = "graph/tree-cycles"
     version = "2"
-    class_names = ("paths only", "six-cycle")
+    class_names = ("paths only", "a six-cycle")
     weights_stem = "graph_tree_cycles_v2"
     num_hops = 4
     recipe: dict[str, Any] = {

@@ -177,3 +177,11 @@ def test_ba_2motifs_classes_have_equal_edge_counts():
     assert torch.equal(task.graphs.node_counts()[labels == 0], task.graphs.node_counts()[labels == 1])
     motif_edges = torch.bincount(task.graphs.edge_sample[task.dataset.edge_mask.bool()], minlength=len(labels))
     assert (motif_edges == 12).all()
+
+
+@pytest.mark.slow  # 1-2 minutes per task on a loaded 2-core machine
+@pytest.mark.parametrize("name", V2_TASKS)
+def test_recipe_reproduces_the_committed_accuracy(name):
+    task = TASKS.create(name)
+    _, accuracy = task.train_model(seed=0)
+    assert accuracy == pytest.approx(weights_meta(task.weights_stem)["test_accuracy"], abs=0.01)
