@@ -417,7 +417,7 @@ class BAShapesV2Task(AnchoredMotifTask):
     distractors = 1
     dataset_text = (
         "BA tree (400 nodes, 1 edge per new node); every node carries a five-cycle and, on 200 random nodes, "
-        "a house, else a second five-cycle, each hung by one edge"
+        "a house (on 100 others a second five-cycle), each hung by one edge"
     )
     motif_text = "house"
 
