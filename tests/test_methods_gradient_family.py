@@ -139,7 +139,7 @@ def test_vargrad_of_a_quadratic_is_the_noise_variance_times_curvature(toy):
     torch.testing.assert_close(scores, expected, rtol=5 * (2 / n) ** 0.5, atol=0)
 
 
-@pytest.mark.parametrize("task_name", ["image/digits", "image/shapes", "graph/ba-2motifs", "graph/ba-shapes", "text/planted"])
+@pytest.mark.parametrize("task_name", ["image/digits", "image/shapes", "graph/ba-2motifs@1", "graph/ba-shapes@1", "text/planted"])
 @pytest.mark.parametrize("name", NEW_METHODS)
 def test_new_gradient_methods_on_every_declared_modality(task_name, name):
     """Right shape, finite, zero on padding, and identical on a second call (deterministic)."""

@@ -262,7 +262,7 @@ def test_fastdnx_decomposes_a_linear_sgc_exactly(level):
     torch.testing.assert_close(totals, logits.gather(1, TARGETS.view(-1, 1)).squeeze(1), atol=FLOAT_TOL, rtol=0)
 
 
-@pytest.mark.parametrize(("task_name", "level"), [("graph/ba-shapes", "node"), ("graph/ba-2motifs", "graph")])
+@pytest.mark.parametrize(("task_name", "level"), [("graph/ba-shapes@1", "node"), ("graph/ba-2motifs@1", "graph")])
 def test_fastdnx_distils_a_linear_sgc_teacher_back_to_itself(task_name, level):
     """Distilled from a teacher that is an SGC of the same form, the surrogate recovers it up to
     softmax's shift invariance: ``Θ_c - Θ_0`` and ``b_c - b_0`` equal the teacher's, so do the
@@ -280,7 +280,7 @@ def test_fastdnx_distils_a_linear_sgc_teacher_back_to_itself(task_name, level):
 
 
 def test_fastdnx_caches_one_surrogate_per_model():
-    task = task_named("graph/ba-shapes")
+    task = task_named("graph/ba-shapes@1")
     method, batch = FastDnXExplainer(train_samples=32), task.samples("test", 4, seed=0)
     method.explain(task.model(), batch.inputs, batch.targets, task)
     method.explain(task.model(), batch.inputs, batch.targets, task)
@@ -348,7 +348,7 @@ def explain_tiny(name: str, model: nn.Module, call: GraphCall) -> Tensor:
 # ---- every graph task ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("task_name", ["graph/ba-shapes", "graph/tree-cycles", "graph/ba-2motifs"])
+@pytest.mark.parametrize("task_name", ["graph/ba-shapes@1", "graph/tree-cycles@1", "graph/ba-2motifs@1"])
 @pytest.mark.parametrize("name", ["fastdnx", "goat", "graph_gradcam"])
 def test_new_graph_methods_on_every_graph_task(task_name, name):
     """Right shape, finite, zero on padding, not all zero, identical on a second call."""

@@ -47,24 +47,24 @@ def test_pgexplainer_finds_ba_shapes_houses():
     easy for PGExplainer (house nodes' embeddings stand out: even one step scored 0.90-1.00 over
     four seeds), so this checks the plumbing (edge slots, per-edge centre embeddings); the graph-
     level test below is the one that separates settings."""
-    assert auroc("pgexplainer", "graph/ba-shapes", 16, epochs=10, train_samples=32) > 0.9
+    assert auroc("pgexplainer", "graph/ba-shapes@1", 16, epochs=10, train_samples=32) > 0.9
 
 
 def test_pgexplainer_graph_level_starts_near_the_full_graph():
     """BA-2Motifs' GIN reads a house only at edge weights near 1: from masks near the full graph
     PGExplainer finds the motifs (0.96 measured here), from PyG's start (bias 0, masks near 0.5) it
     ranks them last (0.02): the floor and the ceiling are far from both."""
-    assert auroc("pgexplainer", "graph/ba-2motifs", 16, train_samples=32) > 0.8
-    assert auroc("pgexplainer", "graph/ba-2motifs", 16, train_samples=32, graph_init_logit=0.0) < 0.3
+    assert auroc("pgexplainer", "graph/ba-2motifs@1", 16, train_samples=32) > 0.8
+    assert auroc("pgexplainer", "graph/ba-2motifs@1", 16, train_samples=32, graph_init_logit=0.0) < 0.3
 
 
 def test_gnnexplainer_graph_level_finds_the_houses():
     """On house graphs of BA-2Motifs (cycle graphs need no edge to stay "cycle"): 0.86 measured
     with the graph-level settings, 0.38 with PyG's (start near 0.5, lr 0.01, entropy 1); the
     fit is seeded, so the floor's margin is against code changes, not against noise."""
-    assert auroc("gnnexplainer", "graph/ba-2motifs", 16, labels=(0,)) > 0.75
+    assert auroc("gnnexplainer", "graph/ba-2motifs@1", 16, labels=(0,)) > 0.75
     pyg = dict(graph_init_logit=0.0, graph_lr=0.01, graph_edge_ent=1.0)
-    assert auroc("gnnexplainer", "graph/ba-2motifs", 16, labels=(0,), **pyg) < 0.5
+    assert auroc("gnnexplainer", "graph/ba-2motifs@1", 16, labels=(0,), **pyg) < 0.5
 
 
 # ---- the contract on every graph task -------------------------------------------------------------
@@ -95,7 +95,7 @@ def test_pgexplainer_trains_once_per_model(monkeypatch):
     trained = []
     train = PGExplainerExplainer._train
     monkeypatch.setattr(PGExplainerExplainer, "_train", lambda self, model, task: trained.append(1) or train(self, model, task))
-    task = TASKS.create("graph/ba-2motifs")
+    task = TASKS.create("graph/ba-2motifs@1")
     model, batch = task.model(), task.samples("test", 4, seed=0)
     first = METHODS.create("pgexplainer", **FAST_PG)
     attributions = first.explain(model, batch.inputs, batch.targets, task)

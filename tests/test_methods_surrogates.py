@@ -177,7 +177,7 @@ def test_rise_masks_keep_features_at_rate_p_in_cells():
     assert agree > 0.75
 
 
-@pytest.mark.parametrize("task_name", ["image/shapes", "text/planted", "graph/ba-2motifs", "graph/ba-shapes"])
+@pytest.mark.parametrize("task_name", ["image/shapes", "text/planted", "graph/ba-2motifs@1", "graph/ba-shapes@1"])
 @pytest.mark.parametrize("name", GROUP_METHODS)
 def test_group_methods_on_every_declared_modality(task_name, name):
     """Right shape, finite, zero on padding, deterministic under the seed, on 3 samples."""

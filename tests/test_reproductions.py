@@ -201,7 +201,7 @@ def test_sanity_checks_quick_table_and_claims(tmp_path):
 def test_pooled_auc_is_one_for_the_ground_truth_and_half_for_a_constant():
     from xaiboard.benchmark.reproductions.gnnexplainer_table1 import pooled_auc
 
-    task = TASKS.create("graph/ba-shapes")
+    task = TASKS.create("graph/ba-shapes@1")
     data, nodes = task.data, [400, 405]
     assert pooled_auc(lambda d, node: d.edge_mask.float(), data, nodes) == 1.0
     assert pooled_auc(lambda d, node: torch.ones(d.num_edges), data, nodes) == 0.5

@@ -109,7 +109,7 @@ def test_truth_beats_counts_strict_wins_only():
 
 def test_robust_fidelity_quick_table(tmp_path, monkeypatch):
     """The table's structure at a tiny size: BA-2Motifs only, a 2 x 2 grid, 4 graphs, 2 draws."""
-    monkeypatch.setattr(rfid, "DATASETS", {"BA-2Motifs": "graph/ba-2motifs"})
+    monkeypatch.setattr(rfid, "DATASETS", {"BA-2Motifs": "graph/ba-2motifs@1"})
     monkeypatch.setattr(rfid, "GRID", (0.0, 0.5))
     monkeypatch.setattr(rfid, "QUICK_SAMPLES", 4)
     monkeypatch.setattr(rfid, "QUICK_DRAWS", 2)

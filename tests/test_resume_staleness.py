@@ -153,12 +153,12 @@ def test_retrained_model_is_never_explained_from_the_cache(tmp_path):
 
 
 def test_records_carry_the_number_of_samples_really_evaluated(tmp_path, caplog):
-    task = TASKS.create("graph/ba-shapes")
+    task = TASKS.create("graph/ba-shapes@1")
     available = len(task.samples("test", 100_000, 0))
     assert available < 100_000
     with caplog.at_level(logging.WARNING):
         records = run(
-            ["graph/ba-shapes"], ["random"], ["sparseness", "gt_auroc"], n=100_000, device="cpu",
+            ["graph/ba-shapes@1"], ["random"], ["sparseness", "gt_auroc"], n=100_000, device="cpu",
             store=ResultStore(tmp_path / "results"), cache=ExplanationCache(tmp_path / "cache"), progress=False,
         )
     assert {r.status for r in records} == {"ok"}
@@ -175,7 +175,7 @@ def test_fingerprint_tracks_model_code_outside_the_task_module(monkeypatch):
 
     import xaiboard.tasks.gin as gin
 
-    task = TASKS.create("graph/ba-2motifs")
+    task = TASKS.create("graph/ba-2motifs@1")
     model = task.model()
     before = task.fingerprint(model)
     real = inspect.getsource

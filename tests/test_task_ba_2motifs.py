@@ -27,7 +27,7 @@ def model(task):
 
 
 def test_registered_built_in_and_carded(task):
-    assert isinstance(TASKS.create("graph/ba-2motifs"), BA2MotifsTask) and task.tier == "built-in"
+    assert isinstance(TASKS.create("graph/ba-2motifs@1"), BA2MotifsTask) and task.tier == "archived"
     assert task.card.test_accuracy == weights_meta("graph_ba_2motifs")["test_accuracy"]
 
 

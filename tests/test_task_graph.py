@@ -44,7 +44,7 @@ def full_graph_logits(task, model, nodes):
 
 
 def test_registered_and_card(task):
-    assert isinstance(TASKS.create("graph/ba-shapes"), BAShapesTask)
+    assert isinstance(TASKS.create("graph/ba-shapes@1"), BAShapesTask) and task.tier == "archived"
     assert task.card.test_accuracy == weights_meta("graph_ba_shapes")["test_accuracy"]
     with pytest.raises(ValueError, match="unknown graph removal"):
         BAShapesTask(removal="blur")
@@ -208,7 +208,10 @@ def test_graph_call_and_perturb(task, model, batch):
 
 
 # ---- every graph task: removal identities, determinism, one end-to-end run ----------------------
-GRAPH_TASKS = ["graph/ba-shapes", "graph/tree-cycles", "graph/ba-2motifs", "graph/mutagenicity"]
+GRAPH_TASKS = [
+    "graph/ba-shapes", "graph/tree-cycles", "graph/ba-2motifs", "graph/mutagenicity",
+    "graph/ba-shapes@1", "graph/tree-cycles@1", "graph/ba-2motifs@1",
+]
 
 
 @pytest.fixture(scope="module", params=GRAPH_TASKS)

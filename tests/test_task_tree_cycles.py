@@ -27,7 +27,7 @@ def model(task):
 
 
 def test_registered_built_in_and_carded(task):
-    assert isinstance(TASKS.create("graph/tree-cycles"), TreeCyclesTask) and task.tier == "built-in"
+    assert isinstance(TASKS.create("graph/tree-cycles@1"), TreeCyclesTask) and task.tier == "archived"
     assert task.card.test_accuracy == weights_meta("graph_tree_cycles")["test_accuracy"]
     assert edge_checksum(task.data.edge_index) == weights_meta("graph_tree_cycles")["checksum"]
 

@@ -3,11 +3,11 @@ using simple surrogates", AISTATS 2023): node-level explanation accuracy.
 
 Protocol, as the authors' notebook and code (tamararruda/DnX, ``FastDnX``) run it:
 
-- data: the board's ``graph/ba-shapes`` graph (PyG's ``ExplainerDataset``: 300 BA nodes, 80
+- data: the board's ``graph/ba-shapes@1`` graph (PyG's ``ExplainerDataset``: 300 BA nodes, 80
   houses, constant features); explained nodes 300..699, every motif node;
 - model: the GNNExplainer Table 1 recipe (:mod:`.gnnexplainer_table1`: 3-layer GCN, hidden 20,
   layer outputs concatenated, 1,000 epochs), trained per seed; the board's committed
-  ``graph/ba-shapes`` GCN is scored beside it (one extra row, seed-independent);
+  ``graph/ba-shapes@1`` GCN is scored beside it (one extra row, seed-independent);
 - surrogate: an SGC ``Â^3 X Θ + b`` distilled from the GNN's logits on *every* node of the graph
   (the authors fit on all nodes; the board's ``fastdnx`` fits on 256 training samples), by the
   board method's own convex fit (:func:`xaiboard.methods.fastdnx.fit_surrogate`);
@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import xaiboard.methods  # noqa: F401  (registers fastdnx)
-import xaiboard.tasks  # noqa: F401  (registers graph/ba-shapes)
+import xaiboard.tasks  # noqa: F401  (registers graph/ba-shapes@1)
 
 from xaiboard.methods.fastdnx import fit_surrogate, node_contributions, readout_weights, surrogate_features
 from xaiboard.methods.graph_common import node_samples
@@ -55,7 +55,7 @@ from .gnnexplainer_table1 import RECIPE, accuracy, train
 
 MotifOf = Callable[[Tensor], Tensor]
 
-TASK = "graph/ba-shapes"
+TASK = "graph/ba-shapes@1"
 TABLE = "authors' notebook (BA-Shapes node accuracy, top-5 nodes)"
 METRIC = "node accuracy BA-Shapes"
 NODES = (300, 700)

@@ -3,7 +3,7 @@ Networks", NeurIPS 2019): explanation AUC on BA-Shapes and Tree-Cycles.
 
 Protocol, as the paper and its code (RexYing/gnn-model-explainer) define it:
 
-- data: the board's ``graph/ba-shapes`` and ``graph/tree-cycles`` graphs (PyG's
+- data: the board's ``graph/ba-shapes@1`` and ``graph/tree-cycles@1`` graphs (PyG's
   ``ExplainerDataset``; ground truth = the edges inside motifs, PyG's ``edge_mask``);
 - model: the paper's 3-layer GCN, hidden 20, every layer's output concatenated into the linear
   classifier: PyG's ``GCN(..., jk="cat")``; trained per seed on 80% of the nodes with Adam, lr
@@ -48,7 +48,7 @@ TABLE = "Table 1 (explanation AUC)"
 #: the paper's model and training recipe (gnn-model-explainer's defaults)
 RECIPE = {"hidden": 20, "layers": 3, "lr": 0.001, "weight_decay": 0.005, "epochs": 1000, "train_share": 0.8}
 #: dataset -> (board task, explained nodes as range arguments)
-DATASETS = {"BA-Shapes": ("graph/ba-shapes", (400, 700, 5)), "Tree-Cycles": ("graph/tree-cycles", (511, 871, 6))}
+DATASETS = {"BA-Shapes": ("graph/ba-shapes@1", (400, 700, 5)), "Tree-Cycles": ("graph/tree-cycles@1", (511, 871, 6))}
 HOPS = 3
 QUICK_NODES, QUICK_EPOCHS = 4, 200
 
@@ -137,7 +137,7 @@ class GNNExplainerTable1(Reproduction):
     name = "gnnexplainer-table1"
     paper = "Ying et al., GNNExplainer: Generating Explanations for Graph Neural Networks, NeurIPS 2019"
     table = TABLE
-    data = "BA-Shapes and Tree-Cycles (the board's graph/ba-shapes and graph/tree-cycles graphs)"
+    data = "BA-Shapes and Tree-Cycles (the board's graph/ba-shapes@1 and graph/tree-cycles@1 graphs)"
     model = "3-layer GCN (hidden 20), layer outputs concatenated (PyG GCN jk='cat'), trained per seed"
     samples = "BA-Shapes nodes range(400, 700, 5); Tree-Cycles range(511, 871, 6)"
     metric = "ROC AUC of edge scores vs motif edges, pooled over every explained node's 3-hop subgraph"

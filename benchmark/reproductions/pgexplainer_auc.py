@@ -110,7 +110,7 @@ class PGExplainerAUC(Reproduction):
     name = "pgexplainer-auc"
     paper = "Luo et al., Parameterized Explainer for Graph Neural Network, NeurIPS 2020"
     table = TABLE
-    data = "BA-Shapes and Tree-Cycles (the board's graph/ba-shapes and graph/tree-cycles graphs)"
+    data = "BA-Shapes and Tree-Cycles (the board's graph/ba-shapes@1 and graph/tree-cycles@1 graphs)"
     model = "GNNExplainer Table 1's 3-layer GCN (hidden 20, jk='cat'), trained per seed"
     samples = "BA-Shapes nodes range(400, 700, 5); Tree-Cycles range(511, 871, 6)"
     metric = "ROC AUC of edge scores vs motif edges, pooled over every explained node's 3-hop subgraph"

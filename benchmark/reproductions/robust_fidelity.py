@@ -8,8 +8,8 @@ the true one; its robust forms remove only a random small part and rank the trut
 Protocol, as the authors' scripts (AslanDing/Fidelity: ``generate_edit_distance.py``,
 ``experiment_editdistance_{ori,new}_fid.py``, ``tools/fidelity.py``) run it:
 
-- data and model: the board's ``graph/ba-2motifs`` (its GIN, 200 test graphs) and
-  ``graph/tree-cycles`` (its GCN, the test motif nodes); the paper uses its own checkpoints of
+- data and model: the board's ``graph/ba-2motifs@1`` (its GIN, 200 test graphs) and
+  ``graph/tree-cycles@1`` (its GCN, the test motif nodes); the paper uses its own checkpoints of
   the same datasets;
 - explanations: the ground-truth edges with a share ``r`` of them removed and a share ``a`` of the
   non-explanation edges added, ``r, a`` in {0, .1, .3, .5, .7, .9} (a 6 x 6 grid; ``(0, 0)`` is the
@@ -61,7 +61,7 @@ FIGURE = "edit-distance heatmaps (authors' Figs. of Fid+, Fid-, FidΔ on BA-2Mot
 GRID = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9)
 ALPHA1, ALPHA2, DRAWS = 0.1, 0.9, 50
 SAMPLES, QUICK_SAMPLES, QUICK_DRAWS = 200, 6, 3
-DATASETS = {"BA-2Motifs": "graph/ba-2motifs", "Tree-Cycles": "graph/tree-cycles"}
+DATASETS = {"BA-2Motifs": "graph/ba-2motifs@1", "Tree-Cycles": "graph/tree-cycles@1"}
 FORMS = ("original", f"robust (α1={ALPHA1}, α2={ALPHA2})")
 FIDELITIES = ("Fid+", "Fid-", "FidΔ")
 #: whether a higher value is better, per fidelity
@@ -201,7 +201,7 @@ class RobustFidelity(Reproduction):
     name = "robust-fidelity"
     paper = "Zheng et al., Towards Robust Fidelity for Evaluating Explainability of Graph Neural Networks, ICLR 2024"
     table = FIGURE
-    data = "BA-2Motifs and Tree-Cycles (the board's graph/ba-2motifs and graph/tree-cycles)"
+    data = "BA-2Motifs and Tree-Cycles (the board's graph/ba-2motifs@1 and graph/tree-cycles@1)"
     model = "the board's committed models (GIN for BA-2Motifs, GCN for Tree-Cycles)"
     samples = f"up to {SAMPLES} test samples with ground truth per dataset"
     metric = (f"share of the 35 corrupted explanations the ground truth beats, per fidelity and form "
