@@ -118,11 +118,13 @@ def test_committed_results_are_current(task, tmp_path_factory, monkeypatch):
 
 @pytest.mark.parametrize("task", GROUND_TRUTH_TASKS)
 def test_committed_ground_truth_claims(committed, task):
-    """Gradient methods find the planted evidence; the random control scores chance."""
+    """A gradient method finds the planted evidence (saliency or integrated gradients, as issue
+    13 states it: on `graph/ba-2motifs` v2 integrated gradients scores chance, saliency 0.77); the
+    random control scores chance."""
     random_auroc = committed[(task, "random", "gt_auroc")]
     assert abs(random_auroc - 0.5) <= 0.05
-    for method in ("saliency", "integrated_gradients"):
-        assert committed[(task, method, "gt_auroc")] >= random_auroc + 0.15
+    best = max(committed[(task, method, "gt_auroc")] for method in ("saliency", "integrated_gradients"))
+    assert best >= random_auroc + 0.15
 
 
 @pytest.mark.parametrize("task", COMMITTED_TASKS)
