@@ -51,14 +51,44 @@ enjoyable beautiful amazing moving clever fresh gripping elegant stunning perfec
 SPLITS = ("train", "test")
 MIN_WORDS, MAX_WORDS, MAX_EVIDENCE = 8, 20, 3
 STEM = "text_planted"
+#: version 2: evidence word j of either class is drawn as often as the filler word of Zipf rank
+#: ``MIRROR_RANKS[j]``. Every 12th rank from rank 3 holds 1/12 of the filler's Zipf mass, and
+#: 1/12 = E[evidence words] / (2 E[filler words]) = 2 / (2 * 12): so each evidence word's share of
+#: all tokens equals its mirrored filler word's, and rarity cannot tell evidence from filler.
+MIRROR_RANKS = tuple(range(3, 3 + 12 * len(NEGATIVE), 12))
 
 
-@TASKS.register("text/planted")
+def _zipf() -> Tensor:
+    """Zipfian weights of the filler words, most frequent first."""
+    return 1.0 / torch.arange(1, len(FILLER) + 1, dtype=torch.float)
+
+
+def _card(dataset: str, stem: str) -> TaskCard:
+    return TaskCard(
+        dataset=dataset,
+        model="BERT (2 layers, hidden 64, 4 heads), trained with [MASK] augmentation",
+        feature_space=f"word tokens, padded to {MAX_WORDS + 2} positions",
+        removal="mask-token: removed words become [MASK]",
+        ground_truth="positions of the planted evidence words",
+        licence="MIT (generated)",
+        test_accuracy=weights_meta(stem).get("test_accuracy"),
+        removal_baseline="the [MASK] token at every removed position",
+        splits="generated: train and test from disjoint generator seeds; evaluated: test",
+    )
+
+
+@TASKS.register("text/planted@1")
 class PlantedText(TextTask):
-    """Binary sentiment decided only by 1-3 planted evidence words; ground truth = their tokens."""
+    """Binary sentiment decided only by 1-3 planted evidence words; ground truth = their tokens.
 
-    name = "text/planted"
+    Version 1, archived: kept loadable so that its records stay reproducible. Its evidence words
+    are uniform over 20 words per class, rarer than most Zipfian fillers, so token rarity finds
+    them without the model (ground-truth AUROC 0.68).
+    """
+
+    name = "text/planted@1"
     version = "1"
+    tier = "archived"  # type: ignore[assignment]
     num_classes = 2
     class_names = ("negative", "positive")
     has_ground_truth = True
@@ -74,18 +104,11 @@ class PlantedText(TextTask):
         "n_test": 2000,
         "test_seed": 0,
     }
-    card = TaskCard(
-        dataset=f"generated sentences: {MIN_WORDS}-{MAX_WORDS} Zipfian filler words "
+    card = _card(
+        f"generated sentences: {MIN_WORDS}-{MAX_WORDS} Zipfian filler words "
         f"({len(FILLER)}-word vocabulary) + 1-{MAX_EVIDENCE} evidence words of one polarity "
         f"({len(NEGATIVE)} negative / {len(POSITIVE)} positive)",
-        model="BERT (2 layers, hidden 64, 4 heads), trained with [MASK] augmentation",
-        feature_space=f"word tokens, padded to {MAX_WORDS + 2} positions",
-        removal="mask-token: removed words become [MASK]",
-        ground_truth="positions of the planted evidence words",
-        licence="MIT (generated)",
-        test_accuracy=weights_meta(STEM).get("test_accuracy"),
-        removal_baseline="the [MASK] token at every removed position",
-        splits="generated: train and test from disjoint generator seeds; evaluated: test",
+        STEM,
     )
 
     @cached_property
@@ -107,24 +130,28 @@ class PlantedText(TextTask):
         ground_truth[:, 1 : MAX_WORDS + 1] = evidence  # word j is token j + 1, after [CLS]
         return Batch(inputs, labels, labels, self.valid_features(inputs), ground_truth, torch.arange(n))
 
-    @staticmethod
-    def _sentences(labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    @classmethod
+    def _sentences(cls, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
         """Word indices into ``FILLER + NEGATIVE + POSITIVE`` ``[n, MAX_WORDS]`` (-1 past the end)
         and the evidence mask, for sentences of the given labels."""
         n = labels.shape[0]
         lengths = torch.randint(MIN_WORDS, MAX_WORDS + 1, (n, 1), generator=g)
         n_evidence = torch.randint(1, MAX_EVIDENCE + 1, (n, 1), generator=g)
-        zipf = 1.0 / torch.arange(1, len(FILLER) + 1, dtype=torch.float)
-        filler = torch.multinomial(zipf, n * MAX_WORDS, replacement=True, generator=g).view(n, MAX_WORDS)
+        filler = torch.multinomial(_zipf(), n * MAX_WORDS, replacement=True, generator=g).view(n, MAX_WORDS)
         slot = torch.arange(MAX_WORDS).expand(n, MAX_WORDS)
         inside = slot < lengths
         # evidence slots: the n_evidence lowest random scores among the sentence's own slots
         scores = torch.rand(n, MAX_WORDS, generator=g).masked_fill(~inside, 2.0)
         evidence = (scores.argsort(dim=1).argsort(dim=1) < n_evidence) & inside
-        polar = torch.randint(0, len(NEGATIVE), (n, MAX_WORDS), generator=g)
+        polar = cls._evidence_words(n, g)
         polar = len(FILLER) + polar + labels.view(n, 1) * len(NEGATIVE)
         words = torch.where(evidence, polar, filler).masked_fill(~inside, -1)
         return words, evidence
+
+    @staticmethod
+    def _evidence_words(n: int, g: torch.Generator) -> Tensor:
+        """Indices ``[n, MAX_WORDS]`` into one class's evidence words: uniform."""
+        return torch.randint(0, len(NEGATIVE), (n, MAX_WORDS), generator=g)
 
     def token_counts(self) -> Tensor:
         corpus = self.samples("train", self.recipe["n_train"], self.recipe["corpus_seed"])
@@ -133,7 +160,7 @@ class PlantedText(TextTask):
 
     # ---- model ------------------------------------------------------------------------
     def model(self, device: torch.device | str = "cpu") -> nn.Module:
-        return load_weights(self.build_model(), STEM).eval().to(device)
+        return load_weights(self.build_model(), self.weights_stem).eval().to(device)
 
     def train_model(self, seed: int = 0, device: torch.device | str = "cpu") -> tuple[nn.Module, float]:
         """AdamW on the fixed training corpus, masking each word with a per-sentence rate drawn
@@ -172,3 +199,33 @@ class PlantedText(TextTask):
     def accuracy(self, model: nn.Module, batch: Batch) -> float:
         return (self.logits(model, batch.inputs).argmax(dim=1) == batch.labels).float().mean().item()
 
+
+
+@TASKS.register("text/planted")
+class PlantedTextV2(PlantedText):
+    """Version 2: evidence words as frequent as filler words, so rarity cannot find them.
+
+    As version 1 (evidence at uniformly random word positions, so position cannot find it
+    either), but evidence word ``j`` of each class is drawn with the Zipf weight of filler rank
+    ``MIRROR_RANKS[j]`` instead of uniformly: in the corpus every evidence word is as frequent as
+    one filler word, spread over the whole frequency range, so the rarity prior ranks evidence
+    and filler tokens alike (tests/test_task_text.py measures it).
+    """
+
+    name = "text/planted"
+    version = "2"
+    tier = "built-in"
+    weights_stem = "text_planted_v2"
+    card = _card(
+        f"generated sentences: {MIN_WORDS}-{MAX_WORDS} Zipfian filler words "
+        f"({len(FILLER)}-word vocabulary) + 1-{MAX_EVIDENCE} evidence words of one polarity "
+        f"({len(NEGATIVE)} negative / {len(POSITIVE)} positive), each as frequent as a filler word",
+        "text_planted_v2",
+    )
+
+    @staticmethod
+    def _evidence_words(n: int, g: torch.Generator) -> Tensor:
+        """Indices ``[n, MAX_WORDS]`` into one class's evidence words, word ``j`` with the Zipf
+        weight of filler rank ``MIRROR_RANKS[j]``."""
+        weights = _zipf()[list(MIRROR_RANKS)]
+        return torch.multinomial(weights, n * MAX_WORDS, replacement=True, generator=g).view(n, MAX_WORDS)

@@ -6,6 +6,12 @@ dots, none of which is a class shape) and a noisy background of random tint carr
 information, and the object is drawn on top of them. So the evidence for the label is the
 object's pixels: that is the ground-truth mask an explanation is scored against.
 
+That is version 1 (``image/shapes@1``, archived): its object is brighter than the background
+and the clutter and never near the border, so input magnitude and closeness to the centre find
+it without the model. Version 2 (``image/shapes``, ``ShapesTaskV2``) closes both shortcuts:
+distractor shapes as large as the object, every colour (background included) from one
+distribution, and positions biased towards the rim.
+
 Data are generated on the fly, deterministically from ``(split, seed)``; train, validation
 and test draw from disjoint generator seeds, and images come in fixed-size chunks with their
 own seeds, so the first ``n`` samples of a split do not depend on how many are asked for.
@@ -30,6 +36,12 @@ CLASS_NAMES = ("square", "disc", "triangle", "cross")
 SPLITS = ("train", "val", "test")
 CHUNK = 256
 N_LINES, N_DOTS = 2, 3
+# version 2: distractor shapes, and one intensity and size distribution for every shape
+N_DISTRACTORS = 3
+HALF_EXTENT = (3.0, 5.0)
+INTENSITY = (0.2, 1.0)  # per channel; 0 stays free for the `zero` removal's "missing"
+MIN_CONTRAST = 0.25
+NOISE = 0.05
 
 
 def _split_seed(split: str, seed: int, chunk: int) -> int:
@@ -108,24 +120,91 @@ def generate(n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     return images, labels, obj
 
 
+def distractor_masks(cy: Tensor, cx: Tensor, half: Tensor) -> Tensor:
+    """Bool ``[B, 3, H, W]``: a ring, a square frame and a diagonal cross centred at ``(cy, cx)``.
+
+    None is a class shape, and each is as large as a class shape of the same half-extent; the
+    strokes are as thick as a cross's arms, so stroke width does not tell them apart either.
+    """
+    y, x = _grid()
+    dy, dx = y - cy.view(-1, 1, 1), x - cx.view(-1, 1, 1)
+    s = half.view(-1, 1, 1)
+    arm = s / 3
+    r2 = dx**2 + dy**2
+    ring = (r2 <= (s + 0.5) ** 2) & (r2 >= (s - arm - 0.5) ** 2)
+    square = (dx.abs() <= s) & (dy.abs() <= s)
+    frame = square & ~((dx.abs() < s - arm) & (dy.abs() < s - arm))
+    diagonal = square & (((dx - dy).abs() <= arm) | ((dx + dy).abs() <= arm))
+    return torch.stack([ring, frame, diagonal], dim=1)
+
+
+def _rim_biased(half: Tensor, g: torch.Generator) -> Tensor:
+    """Integer centre coordinates keeping shapes of half-extent ``half`` inside the image, drawn
+    from the arcsine distribution over that range: shapes sit near the border as often as near
+    the centre, so that a "closer to the centre" prior cannot find them (a uniform position
+    puts the object nearer the centre than most of the background: centre-prior AUROC ~0.74)."""
+    low = half.ceil()
+    u = (1 - torch.cos(torch.pi * torch.rand(half.shape, generator=g))) / 2
+    return (low + u * (SIZE - 1 - 2 * low)).round()
+
+
+def _distinct_colours(shape: tuple[int, ...], background: Tensor, g: torch.Generator) -> Tensor:
+    """Colours ``[n, k, 3]`` from the background's own distribution, redrawn until each differs
+    from its image's background ``[n, 3]`` by at least ``MIN_CONTRAST`` in some channel."""
+    colours = _uniform((*shape, 3), *INTENSITY, g)
+    while (close := (colours - background[:, None]).abs().amax(-1) < MIN_CONTRAST).any():
+        colours = torch.where(close[..., None], _uniform((*shape, 3), *INTENSITY, g), colours)
+    return colours
+
+
+def generate_v2(n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """``image/shapes`` v2: ``n`` images, labels and object masks (see ``ShapesTaskV2``)."""
+    labels = torch.randint(0, len(CLASS_NAMES), (n,), generator=g)
+    half = _uniform((n, 1 + N_DISTRACTORS), *HALF_EXTENT, g)
+    cy, cx = _rim_biased(half, g), _rim_biased(half, g)
+    kinds = torch.randint(0, 3, (n, N_DISTRACTORS), generator=g)
+    distractors = distractor_masks(cy[:, 1:].flatten(), cx[:, 1:].flatten(), half[:, 1:].flatten())
+    distractors = distractors[torch.arange(n * N_DISTRACTORS), kinds.flatten()].view(n, N_DISTRACTORS, SIZE, SIZE)
+    obj = shape_masks(cy[:, 0], cx[:, 0], half[:, 0])[torch.arange(n), labels]
+
+    background = _uniform((n, 3), *INTENSITY, g)
+    colours = _distinct_colours((n, 1 + N_DISTRACTORS), background, g)
+    images = background[:, :, None, None].expand(n, 3, SIZE, SIZE)
+    # distractors first, the object last: the object is never occluded
+    for mask, colour in zip([*distractors.unbind(1), obj], [*colours[:, 1:].unbind(1), colours[:, 0]]):
+        images = torch.where(mask[:, None], colour[:, :, None, None], images)
+    images = (images + NOISE * torch.randn(n, 3, SIZE, SIZE, generator=g)).clamp(0, 1)
+    return images, labels, obj
+
+
 class ShapesCNN(nn.Module):
     """Four 3x3 conv layers, global max pooling, one linear layer (Grad-CAM reads ``last_conv``).
 
     Max rather than average pooling: the label sits in one object somewhere in the image, so
     the classifier should respond to its strongest detection, not to the clutter's average.
+    ``batch_norm`` adds batch normalisation after the first three convolutions (version 2: with
+    colours of either contrast against a random background, the plain network stays at chance
+    for several epochs, the normalised one does not).
     Every ReLU is a module of its own (one per use), so that methods with modified backward rules
     (Captum's DeepLIFT, guided backprop, deconvolution) hook each of them.
     """
 
-    def __init__(self, num_classes: int = len(CLASS_NAMES), width: int = 16) -> None:
+    def __init__(self, num_classes: int = len(CLASS_NAMES), width: int = 16, batch_norm: bool = False) -> None:
         super().__init__()
+
+        def norm(channels: int) -> list[nn.Module]:
+            return [nn.BatchNorm2d(channels)] if batch_norm else []
+
         self.features = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1),
+            *norm(width),
             nn.ReLU(),
             nn.Conv2d(width, width, 3, padding=1),
+            *norm(width),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Conv2d(width, 2 * width, 3, padding=1),
+            *norm(2 * width),
             nn.ReLU(),
             nn.MaxPool2d(2),
         )
@@ -137,10 +216,15 @@ class ShapesCNN(nn.Module):
         return self.head(self.last_relu(self.last_conv(self.features(x))).amax(dim=(2, 3)))
 
 
-@TASKS.register("image/shapes")
+@TASKS.register("image/shapes@1")
 class ShapesTask(ImageTask):
-    name = "image/shapes"
+    """Version 1, archived: kept loadable so that its records stay reproducible. Its objects
+    are brighter than the dark background and clutter, and kept away from the border, so
+    model-free priors find the ground truth (input magnitude AUROC 0.99, centre 0.84)."""
+
+    name = "image/shapes@1"
     version = "1"
+    tier = "archived"  # type: ignore[assignment]
     num_classes = len(CLASS_NAMES)
     class_names = CLASS_NAMES
     image_shape = (3, SIZE, SIZE)
@@ -157,11 +241,18 @@ class ShapesTask(ImageTask):
         "threads": 2,
     }
 
+    dataset = f"generated 32x32 RGB, one planted {'/'.join(CLASS_NAMES)} among line and dot clutter"
+    model_description = "4-layer CNN, global max pooling"
+
+    @staticmethod
+    def generate(n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        return generate(n, g)
+
     @property
     def card(self) -> TaskCard:
         return TaskCard(
-            dataset=f"generated 32x32 RGB, one planted {'/'.join(CLASS_NAMES)} among line and dot clutter",
-            model="4-layer CNN, global max pooling",
+            dataset=self.dataset,
+            model=self.model_description,
             feature_space="pixels 32x32, channels pooled",
             removal=self.removal_name,
             ground_truth="pixels of the planted object",
@@ -172,19 +263,23 @@ class ShapesTask(ImageTask):
         )
 
     def build_model(self) -> nn.Module:
-        return ShapesCNN(width=self.recipe["width"])
+        return ShapesCNN(width=self.recipe["width"], batch_norm=self.recipe.get("batch_norm", False))
 
     def model(self, device: torch.device | str = "cpu") -> nn.Module:
         return load_weights(self.build_model(), self.weights_stem).eval().to(device)
 
     def samples(self, split: str, n: int, seed: int) -> Batch:
-        chunks = [generate(CHUNK, torch.Generator().manual_seed(_split_seed(split, seed, c))) for c in range(-(-n // CHUNK))]
+        chunks = [self.generate(CHUNK, torch.Generator().manual_seed(_split_seed(split, seed, c))) for c in range(-(-n // CHUNK))]
         images, labels, masks = (torch.cat(parts)[:n] for parts in zip(*chunks))
         valid = torch.ones(n, SIZE, SIZE, dtype=torch.bool)
         return Batch(images, labels, labels, valid, masks, torch.arange(n))
 
     def cam_layer(self, model: nn.Module) -> nn.Module:
         return model.last_conv
+
+    def training_batch(self, data: Batch, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows ``idx`` of the training data and their targets (class ids or probabilities)."""
+        return data.inputs[idx], data.labels[idx]
 
     def train_model(self, seed: int = 0, device: torch.device | str = "cpu") -> tuple[nn.Module, float]:
         """Adam on freshly generated training data each epoch; accuracy on ``n_test`` test images."""
@@ -201,7 +296,8 @@ class ShapesTask(ImageTask):
                 data = self.samples("train", r["train_per_epoch"], seed=seed * r["epochs"] + epoch).to(device)
                 order = torch.randperm(len(data), device=device)
                 for idx in order.split(r["batch_size"]):
-                    loss = F.cross_entropy(model(data.inputs[idx]), data.labels[idx])
+                    inputs, targets = self.training_batch(data, idx)
+                    loss = F.cross_entropy(model(inputs), targets)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
@@ -212,3 +308,59 @@ class ShapesTask(ImageTask):
                 accuracy = (model(test.inputs).argmax(1) == test.labels).float().mean().item()
         return model, accuracy
 
+
+
+@TASKS.register("image/shapes")
+class ShapesTaskV2(ShapesTask):
+    """Version 2: only the shape identifies the object, so a model-free prior cannot find it.
+
+    Every image has a random background colour, three distractor shapes (ring, square frame,
+    diagonal cross) and the object; background, distractors and object take their colours from
+    one distribution (each channel uniform in ``INTENSITY``; a shape differs from the
+    background by at least ``MIN_CONTRAST`` in some channel), distractors and object their
+    half-extents from one range and their positions from one rim-biased distribution, and pixel
+    noise covers all of them. Brightness, input magnitude and closeness to the centre then rank
+    the object's pixels near chance (tests/test_task_image.py measures them).
+
+    The model is trained with the `zero` removal as augmentation, as text/planted's is with
+    [MASK]: each image loses a random share of its pixels (rate uniform in [0, 0.3]), and one in
+    five loses its whole object, with a uniform target. A zeroed object leaves a black
+    silhouette of its shape, which a model trained on clean images would still read; trained
+    this way it reads removed pixels as missing, as faithfulness metrics assume.
+    """
+
+    name = "image/shapes"
+    version = "2"
+    tier = "built-in"
+    weights_stem = "image_shapes_v2"
+    recipe: dict[str, Any] = {
+        **ShapesTask.recipe,
+        "batch_norm": True,
+        "epochs": 40,
+        "threads": 1,
+        "drop_rate_max": 0.3,
+        "object_drop": 0.2,
+    }
+    dataset = (
+        f"generated 32x32 RGB, one planted {'/'.join(CLASS_NAMES)} among {N_DISTRACTORS} distractor shapes, "
+        "all with the background's colour distribution, one size range and rim-biased positions"
+    )
+    model_description = "4-layer CNN with batch norm, global max pooling, trained with zero-removal augmentation"
+
+    @staticmethod
+    def generate(n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        return generate_v2(n, g)
+
+    def training_batch(self, data: Batch, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """The rows with random pixels removed (and, for one in ``1 / object_drop``, the whole
+        object), and soft targets: uniform where the object was removed, one-hot elsewhere."""
+        r = self.recipe
+        inputs, objects = data.inputs[idx], data.ground_truth[idx]
+        n = len(idx)
+        rate = r["drop_rate_max"] * torch.rand(n, 1, 1, device=inputs.device)
+        drop = torch.rand(objects.shape, device=inputs.device) < rate
+        no_object = torch.rand(n, device=inputs.device) < r["object_drop"]
+        drop |= objects & no_object.view(n, 1, 1)
+        targets = F.one_hot(data.labels[idx], self.num_classes).float()
+        targets[no_object] = 1.0 / self.num_classes
+        return self.remove(inputs, ~drop.unsqueeze(1)), targets
