@@ -136,3 +136,51 @@ def test_pgexplainer_auc_quick_table(tmp_path, monkeypatch):
                          ("model accuracy", "BA-Shapes"), ("model accuracy", "Tree-Cycles")}
     assert rows[("pgexplainer", "AUC BA-Shapes")]["paper"] == "0.963 ± 0.011"
     assert 0 <= rows[("pgexplainer", "AUC Tree-Cycles")]["ours_mean"] <= 1
+
+
+def test_syn4_graph_is_gen_syn4s_tree_with_cycles_attached_by_their_first_node():
+    """The paper's Tree-Cycles: a breadth-first binary tree of 511 nodes, 60 six-cycles, cycle k
+    attached by node 511 + 6k to tree node 8k, a second cycle-tree edge on about half of them,
+    1% random edges; every counted edge present in both directions."""
+    from xaiboard.benchmark.reproductions import gnnexplainer_table1 as table1
+
+    data = table1.syn4_graph()
+    pairs = {tuple(e) for e in data.edge_index.T.tolist()}
+    assert data.num_nodes == 871 and data.x.shape == (871, 10)
+    assert all((v, u) in pairs for u, v in pairs)
+    assert all((i, (i - 1) // 2) in pairs for i in range(1, 511))
+    assert all((511 + 6 * k, 8 * k) in pairs for k in range(60))
+    assert int(data.edge_mask.sum()) == 2 * 360  # 60 cycles x 6 edges, both directions
+    cycle_tree = {(u, v) for u, v in pairs if u >= 511 > v}
+    assert 60 + 15 <= len(cycle_tree) <= 60 + 45  # the second edge: Binomial(60, 1/2), far tails excluded
+    undirected = len(pairs) // 2
+    assert undirected - (510 + 360 + len(cycle_tree)) <= int(0.01 * undirected) + 1  # random edges: at most 1%
+    assert data.y.tolist() == [0] * 511 + [1] * 360
+    assert torch.equal(table1.syn4_graph().edge_index, data.edge_index)  # fixed seed
+
+
+def test_paper_gcn_layers_are_unit_norm_and_the_last_is_not_rectified():
+    """GcnEncoderNode: each layer's output L2-normalised (the last exactly unit norm, the earlier
+    ones rectified after normalising, so at most 1), concatenated (3 x 20) into the classifier."""
+    from xaiboard.benchmark.reproductions import gnnexplainer_table1 as table1
+
+    torch.manual_seed(0)
+    data = table1.syn4_graph()
+    model = table1.PaperGCN(10, 2)
+    emb = model.embeddings(data.x, data.edge_index)
+    assert emb.shape == (871, 60) and model(data.x, data.edge_index).shape == (871, 2)
+    last = emb[:, 40:]
+    assert torch.allclose(last.norm(dim=-1), torch.ones(871), atol=1e-5)  # float32 normalisation round-off
+    assert (last < 0).any()  # no ReLU on the last layer
+    assert (emb[:, :40] >= 0).all() and (emb[:, :20].norm(dim=-1) <= 1 + 1e-5).all()
+
+
+def test_pgexplainer_mlp_reads_every_layers_embeddings():
+    """The paper's PGExplainer reads the concatenated embeddings, not the last layer's."""
+    from xaiboard.benchmark.reproductions import gnnexplainer_table1 as table1
+    from xaiboard.benchmark.reproductions import pgexplainer_auc as pg
+
+    data = table1.syn4_graph()
+    model = table1.PaperGCN(10, 2)
+    algorithm = pg.UnsaturatedPGExplainer(epochs=1, lr=0.003)
+    assert algorithm._get_embeddings(model, data.x, data.edge_index).shape == (871, 60)
