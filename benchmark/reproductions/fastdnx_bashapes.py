@@ -5,8 +5,8 @@ Protocol, as the authors' notebook and code (tamararruda/DnX, ``FastDnX``) run i
 
 - data: the board's ``graph/ba-shapes@1`` graph (PyG's ``ExplainerDataset``: 300 BA nodes, 80
   houses, constant features); explained nodes 300..699, every motif node;
-- model: the GNNExplainer Table 1 recipe (:mod:`.gnnexplainer_table1`: 3-layer GCN, hidden 20,
-  layer outputs concatenated, 1,000 epochs), trained per seed; the board's committed
+- model: the GNNExplainer Table 1 recipe (:mod:`.gnnexplainer_table1`: the paper code's 3-layer
+  GCN, hidden 20, L2-normalised layer outputs concatenated, 1,000 epochs), trained per seed; the board's committed
   ``graph/ba-shapes@1`` GCN is scored beside it (one extra row, seed-independent);
 - surrogate: an SGC ``Â^3 X Θ + b`` distilled from the GNN's logits on *every* node of the graph
   (the authors fit on all nodes; the board's ``fastdnx`` fits on 256 training samples), by the
@@ -119,7 +119,7 @@ class FastDnXBAShapes(Reproduction):
     paper = "Pereira et al., Distill n' Explain: explaining graph neural networks using simple surrogates, AISTATS 2023"
     table = TABLE
     data = f"BA-Shapes (the board's {TASK} graph)"
-    model = ("GNNExplainer Table 1 recipe (3-layer GCN, hidden 20, jk='cat', 1,000 epochs) trained per seed; "
+    model = ("GNNExplainer Table 1 recipe (the paper code's 3-layer GCN, hidden 20, 1,000 epochs) trained per seed; "
              f"the board's committed {TASK} GCN in one extra row")
     samples = f"nodes {NODES[0]}..{NODES[1] - 1} (every house node)"
     metric = f"top-{TOP_K} nodes of the 3-hop neighbourhood: share of the node's house found, averaged"

@@ -100,7 +100,9 @@ class PaperGCN(nn.Module):
             outputs.append(x)
         return torch.cat(outputs, dim=-1)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
+        """Node logits; ``batch`` is accepted for the board's graph calls (FastDnX's reproduction
+        explains through them) and not needed: every output is a node's."""
         return self.classifier(self.embeddings(x, edge_index, edge_weight))
 
 
