@@ -51,6 +51,8 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from xaiboard.benchmark.registry import METHODS
 from xaiboard.benchmark.task import GraphCall, Task
+from xaiboard.benchmark.record import NotApplicable
+from xaiboard.tasks.ba_shapes import WeightedGINNodes
 from xaiboard.tasks.gin import WeightedGIN
 
 from .base import Explainer
@@ -161,18 +163,18 @@ def _gcn_coefficients(conv: nn.Module, call: GraphCall) -> Tensor:
     """GCNConv's normalised adjacency entries in :func:`_edge_lists` order (edges, then loops)."""
     n, e = call.x.shape[0], call.edge_index.shape[1]
     if not (conv.normalize and conv.add_self_loops and conv.flow == "source_to_target"):
-        raise ValueError("goat: only GCNConv with normalisation, self-loops and source-to-target flow is supported")
+        raise NotApplicable("goat: only GCNConv with normalisation, self-loops and source-to-target flow is supported")
     index, coef = gcn_norm(call.edge_index, None, n, conv.improved, True, conv.flow, call.x.dtype)
     if index.shape[1] != e + n or not torch.equal(index[:, :e], call.edge_index):
-        raise ValueError("goat: the graph must have no self-loops (GCN adds its own)")
+        raise NotApplicable("goat: the graph must have no self-loops (GCN adds its own)")
     return coef
 
 
 def _linearise_gcn(model: GCN, call: GraphCall, targets: Tensor) -> Linearised:
     if call.task_level != "node" or not all(isinstance(norm, nn.Identity) for norm in model.norms):
-        raise ValueError("goat: PyG GCN is supported at node level without normalisation layers")
+        raise NotApplicable("goat: PyG GCN is supported at node level without normalisation layers")
     if not isinstance(model.act, nn.ReLU) or model.training:
-        raise ValueError("goat: needs a ReLU GCN in eval mode")
+        raise NotApplicable("goat: needs a ReLU GCN in eval mode")
     h, hs, layers = call.x, [], []
     for i, conv in enumerate(model.convs):
         activated = i < model.num_layers - 1 or model.jk_mode is not None
@@ -204,13 +206,13 @@ def _gcn_readout(model: GCN, hs: list[Tensor], index: Tensor, targets: Tensor) -
         for layer, readout in enumerate(readouts):
             readout[index] = weight * (winner == layer)
     else:
-        raise ValueError(f"goat: jumping knowledge {mode!r} is not supported")
+        raise NotApplicable(f"goat: jumping knowledge {mode!r} is not supported")
     return readouts, constant
 
 
-def _linearise_gin(model: WeightedGIN, call: GraphCall, targets: Tensor) -> Linearised:
-    if call.task_level != "graph" or model.training:
-        raise ValueError("goat: WeightedGIN is supported at graph level, in eval mode")
+def _gin_layers(model: WeightedGIN | WeightedGINNodes, call: GraphCall) -> tuple[list[Layer], list[Tensor]]:
+    """Each edge-weighted GIN layer (sum aggregation with the node's own state, then its two-layer
+    MLP and the outer ReLU, both activated) run on ``call``, and the layers' states."""
     n, e = call.x.shape[0], call.edge_index.shape[1]
     ones = call.x.new_ones(e + n)
     h, hs, layers = call.x, [], []
@@ -221,22 +223,46 @@ def _linearise_gin(model: WeightedGIN, call: GraphCall, targets: Tensor) -> Line
         h = layer.run(h)
         layers.append(layer)
         hs.append(h)
+    return layers, hs
+
+
+def _linearise_gin(model: WeightedGIN, call: GraphCall, targets: Tensor) -> Linearised:
+    """Graph level: the head reads every layer's sum-pooled states (concatenated)."""
+    if call.task_level != "graph" or model.training:
+        raise NotApplicable("goat: WeightedGIN is supported at graph level, in eval mode")
+    layers, hs = _gin_layers(model, call)
     sample = node_samples(call, "goat")
     blocks = model.head.weight[targets].split(hs[0].shape[1], dim=1)
     readouts = [block[sample] for block in blocks]
-    return Linearised(layers, readouts, model.head.bias[targets], e)
+    return Linearised(layers, readouts, model.head.bias[targets], call.edge_index.shape[1])
+
+
+def _linearise_gin_nodes(model: WeightedGINNodes, call: GraphCall, targets: Tensor) -> Linearised:
+    """Node level: the head reads every layer's state at the explained node (concatenated)."""
+    if call.task_level != "node" or model.training:
+        raise NotApplicable("goat: WeightedGINNodes is supported at node level, in eval mode")
+    layers, hs = _gin_layers(model, call)
+    readouts = [torch.zeros_like(h) for h in hs]
+    for readout, block in zip(readouts, model.head.weight[targets].split(hs[0].shape[1], dim=1)):
+        readout[call.index] = block
+    return Linearised(layers, readouts, model.head.bias[targets], call.edge_index.shape[1])
 
 
 def linearise(model: nn.Module, call: GraphCall, targets: Tensor) -> Linearised:
-    """The model at its activation pattern on ``call``, for the explained ``targets``."""
+    """The model at its activation pattern on ``call``, for the explained ``targets``.
+
+    A model GOAt has no linearisation for, or one too deep for the exact expansion, makes the
+    method *not applicable* to the task (with the reason), not an error."""
     if isinstance(model, GCN):
         lin = _linearise_gcn(model, call, targets)
     elif isinstance(model, WeightedGIN):
         lin = _linearise_gin(model, call, targets)
+    elif isinstance(model, WeightedGINNodes):
+        lin = _linearise_gin_nodes(model, call, targets)
     else:
-        raise ValueError(f"goat: no linearisation for {type(model).__name__} (PyG GCN and WeightedGIN are supported)")
+        raise NotApplicable(f"goat: no linearisation for {type(model).__name__} (PyG GCN, WeightedGIN and WeightedGINNodes are supported)")
     if len(lin.layers) > MAX_LAYERS:
-        raise ValueError(f"goat: exact for at most {MAX_LAYERS} message-passing layers, got {len(lin.layers)}")
+        raise NotApplicable(f"goat: exact for at most {MAX_LAYERS} message-passing layers, got {len(lin.layers)}")
     return lin
 
 

@@ -25,6 +25,8 @@ import xaiboard.tasks  # noqa: F401  (register the built-in tasks)
 from xaiboard.methods import fastdnx, goat, graph_gradcam  # noqa: F401  (register)
 from xaiboard.methods.fastdnx import FastDnXExplainer, node_contributions
 from xaiboard.methods.goat import goat_decomposition
+from xaiboard.benchmark.record import NotApplicable
+from xaiboard.tasks.ba_shapes import WeightedGINNodes
 from xaiboard.tasks.gin import WeightedGIN
 
 FLOAT_TOL = 1e-4  # float32 round-off of sums of a few hundred products of O(1) factors (~1e-6)
@@ -209,9 +211,32 @@ def test_goat_equals_the_enumerated_expansion_on_a_weighted_gin():
     torch.testing.assert_close(rest + torch.zeros(2).index_add_(0, call.edge_slot[:, 0], scores), logits, atol=FLOAT_TOL, rtol=0)
 
 
-def test_goat_refuses_a_model_it_cannot_linearise():
+def test_goat_equals_the_enumerated_expansion_on_a_node_level_weighted_gin():
+    """Node level (the v2 motif tasks' model): the readout reads every layer's state at the
+    explained node only."""
+    torch.manual_seed(0)
+    model = randomise_biases(WeightedGINNodes(3, 5, num_layers=3, num_classes=2)).eval()
+    call = tiny_call(model, "node")
+    P = dense_adjacency(call) + torch.eye(call.x.shape[0])
+    steps = [[(c.mlp[0].weight, c.mlp[0].bias, True), (c.mlp[2].weight, c.mlp[2].bias, True)] for c in model.convs]
+    dense = Dense(call.x, [P] * 3, steps)
+    readouts = [torch.zeros(call.x.shape[0], 5) for _ in range(3)]
+    for readout, block in zip(readouts, model.head.weight[TARGETS].split(5, dim=1)):
+        readout[call.index] = block
+    with torch.no_grad():
+        shares, expected_rest = brute_force_goat(dense, readouts, model.head.bias[TARGETS].clone(), call.kwargs["batch"])
+        scores, rest = goat_decomposition(model, call, TARGETS)
+        logits = model(call.x, call.edge_index)[call.index].gather(1, TARGETS.view(-1, 1)).squeeze(1)
+    torch.testing.assert_close(scores, as_edge_vector(shares, call), atol=FLOAT_TOL, rtol=0)
+    torch.testing.assert_close(rest, expected_rest, atol=FLOAT_TOL, rtol=0)
+    torch.testing.assert_close(rest + torch.zeros(2).index_add_(0, call.edge_slot[:, 0], scores), logits, atol=FLOAT_TOL, rtol=0)
+
+
+def test_goat_is_not_applicable_to_a_model_it_cannot_linearise():
+    """Too deep for the exact expansion (the v2 Tree-Cycles GIN has 4 layers) or an unknown
+    architecture: the runner records the pair as not applicable, with the reason."""
     call = tiny_call(GCN(3, 4, num_layers=4, out_channels=2), "node")
-    with pytest.raises(ValueError, match="at most 3"):
+    with pytest.raises(NotApplicable, match="at most 3"):
         goat_decomposition(call.model_fn.eval(), call, TARGETS)
 
 
