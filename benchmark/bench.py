@@ -64,7 +64,11 @@ TIE_BREAK = 2.0**-20
 SPLIT = "train"
 #: pool drawn, relative to N, when the first N samples differ in their number of features
 POOL_FACTOR = 20
-TASK_NAMES = ("image/digits", "text/planted", "graph/ba-2motifs")
+#: fixed inputs, so that the table stays comparable across task versions: version 1 of the text
+#: and graph tasks (docs/performance.md was measured on them). On ``text/planted`` v2 our
+#: faithfulness correlation differs from Quantus's by 5.6e-5 (N = 67): its Pearson runs over output
+#: drops that are nearly equal, which amplifies float32 round-off; not yet resolved.
+TASK_NAMES = ("image/digits", "text/planted@1", "graph/ba-2motifs@1")
 SIZES = (64, 256)
 REPEATS = 5
 METHOD = "saliency"

@@ -44,7 +44,7 @@ def test_every_task_has_its_metrics_and_a_suite_line(table) -> None:
         assert rows["metric"].tolist()[:-1] == METRICS
         assert rows["metric"].iloc[-1] == f"suite ({rows['equal'].iloc[:-1].sum()} metrics, saliency)"
     assert table.set_index("task")["view"].to_dict() == {
-        "image/digits": "pixels", "text/planted": "presence", "graph/ba-2motifs": "presence"
+        "image/digits": "pixels", "text/planted@1": "presence", "graph/ba-2motifs@1": "presence"
     }
 
 
@@ -61,7 +61,7 @@ def test_values_agree_with_quantus_where_the_view_allows_it(table) -> None:
 def test_rows_that_cannot_agree_say_why_and_have_no_ratio(table) -> None:
     rest = table[table["note"] != ""].set_index(["task", "metric"])
     assert not rest["equal"].any() and rest["quantus/ours"].isna().all()
-    for task in ("text/planted", "graph/ba-2motifs"):
+    for task in ("text/planted@1", "graph/ba-2motifs@1"):
         assert "input change" in rest.loc[(task, "local_lipschitz"), "note"]
         assert np.isnan(rest.loc[(task, "local_lipschitz"), "quantus_s"])  # Quantus was not run
         assert "different cascade" in rest.loc[(task, "mprt"), "note"]
@@ -84,7 +84,7 @@ def test_the_suite_shares_re_explanations() -> None:
 
 
 def test_batches_have_one_feature_count() -> None:
-    for name in ("text/planted", "graph/ba-2motifs"):
+    for name in ("text/planted@1", "graph/ba-2motifs@1"):
         task = TASKS.create(name)
         batch = same_size_batch(task, 16, seed=0)
         counts = batch.valid.sum(1)
@@ -110,7 +110,7 @@ def test_cli_writes_the_table_and_its_markdown(tmp_path) -> None:
     try:
         result = CliRunner().invoke(
             main,
-            ["bench", "--tasks", "text/planted", "--n", "4", "--repeats", "1", "--metrics", "sparseness", "--quiet",
+            ["bench", "--tasks", "text/planted@1", "--n", "4", "--repeats", "1", "--metrics", "sparseness", "--quiet",
              "--threads", "1", "--markdown", str(out)],
         )
     finally:
