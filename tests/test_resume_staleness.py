@@ -164,7 +164,7 @@ def test_records_carry_the_number_of_samples_really_evaluated(tmp_path, caplog):
     assert {r.status for r in records} == {"ok"}
     assert {r.n_samples for r in records} == {available}
     assert all(len(r.sample_ids) == available == r.summary.n + r.summary.n_nan for r in records)
-    warnings = [m for m in caplog.messages if "graph/ba-shapes has only" in m]
+    warnings = [m for m in caplog.messages if "graph/ba-shapes@1 has only" in m]
     assert len(warnings) == 1 and f"evaluating {available}" in warnings[0]
 
 
