@@ -255,10 +255,10 @@ def linearise(model: nn.Module, call: GraphCall, targets: Tensor) -> Linearised:
     method *not applicable* to the task (with the reason), not an error."""
     if isinstance(model, GCN):
         lin = _linearise_gcn(model, call, targets)
+    elif isinstance(model, WeightedGINNodes):  # a WeightedGIN too: test it first
+        lin = _linearise_gin_nodes(model, call, targets)
     elif isinstance(model, WeightedGIN):
         lin = _linearise_gin(model, call, targets)
-    elif isinstance(model, WeightedGINNodes):
-        lin = _linearise_gin_nodes(model, call, targets)
     else:
         raise NotApplicable(f"goat: no linearisation for {type(model).__name__} (PyG GCN, WeightedGIN and WeightedGINNodes are supported)")
     if len(lin.layers) > MAX_LAYERS:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from functools import cached_property
-from itertools import pairwise
 from typing import Any, ClassVar
 
 import torch
@@ -43,7 +42,7 @@ from torch_geometric.nn import GCN
 from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.task import Batch, TaskCard
 
-from .gin import WeightedGINConv
+from .gin import WeightedGIN
 from .graph import GraphInputs, GraphTask, edge_checksum, seeded, stratified_split, union_of_subgraphs
 from .weights import load_weights, torch_threads, weights_meta
 
@@ -274,24 +273,15 @@ def attach_motifs(base: Data, motifs: list[MotifGenerator], anchors: Tensor) -> 
     return torch.cat(edges, dim=1), torch.cat(motif_ids)
 
 
-class WeightedGINNodes(nn.Module):
-    """A node classifier of ``num_layers`` edge-weighted GIN layers (:mod:`.gin`); the output
-    layer reads every layer's states (jumping knowledge, concatenated).
+class WeightedGINNodes(WeightedGIN):
+    """:class:`~xaiboard.tasks.gin.WeightedGIN`'s layers as a node classifier: the output layer
+    reads every layer's state at each node (jumping knowledge, concatenated), nothing pooled.
 
     GIN sums messages without degree normalisation, so its output at a node depends only on the
     edges into nodes fewer than ``num_layers`` hops away: its computation subgraph is one hop
     smaller than a GCN's (see :attr:`AnchoredMotifTask.subgraph_hops`). ``batch`` is accepted
-    (the harness passes it) and unused: nothing is pooled.
+    (the harness passes it) and unused.
     """
-
-    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, num_classes: int) -> None:
-        super().__init__()
-        widths = [in_channels] + [hidden_channels] * num_layers
-        self.convs = nn.ModuleList(
-            WeightedGINConv(nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Linear(b, b))) for a, b in pairwise(widths)
-        )
-        self.relus = nn.ModuleList(nn.ReLU() for _ in range(num_layers))
-        self.head = nn.Linear(hidden_channels * num_layers, num_classes)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
         states = []
