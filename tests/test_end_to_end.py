@@ -34,7 +34,9 @@ COMMITTED_TASKS = DEFAULT_TASKS + COMMITTED_HUB_TASKS
 BUILTIN_METHODS = [
     m for m in METHODS.names() if METHODS.factory(m).__module__.startswith("xaiboard.") and METHODS.factory(m).tier == "default"
 ]
-BUILTIN_METRICS = [m for m in METRICS.names() if METRICS.factory(m).__module__.startswith("xaiboard.")]
+#: the default suite's metrics (smooth MPRT, full tier, is not committed: see the README)
+BUILTIN_METRICS = [m for m in METRICS.names()
+                   if METRICS.factory(m).__module__.startswith("xaiboard.") and getattr(METRICS.factory(m), "tier", "default") == "default"]  # fmt: skip
 GROUND_TRUTH_TASKS = [t for t in COMMITTED_TASKS if TASKS.factory(t).has_ground_truth]
 
 
@@ -58,7 +60,10 @@ def test_default_suite_small(tmp_path):
     assert "gt_auroc" in result.stdout and "image/shapes" in result.stdout
     records, errors = ResultStore(tmp_path / "results").records()
     assert not errors
-    assert [(r.task, r.method, r.metric, r.error) for r in records if r.status != "ok"] == []
+    assert [(r.task, r.method, r.metric, r.error) for r in records if r.status == "error"] == []
+    # not applicable, with the reason: only GOAt on the 4-layer v2 GINs (exact for at most 3 layers)
+    not_applicable = {(r.task, r.method) for r in records if r.status == "not-applicable"}
+    assert not_applicable <= {("graph/tree-cycles", "goat"), ("graph/ba-2motifs", "goat")}, not_applicable
     expected = {(t, m, k) for t in DEFAULT_TASKS for m in methods_of(t) for k in metrics_of(t)}
     assert {r.key for r in records} == expected
 
