@@ -38,6 +38,9 @@ BUILTIN_METHODS = [
 BUILTIN_METRICS = [m for m in METRICS.names()
                    if METRICS.factory(m).__module__.startswith("xaiboard.") and getattr(METRICS.factory(m), "tier", "default") == "default"]  # fmt: skip
 GROUND_TRUTH_TASKS = [t for t in COMMITTED_TASKS if TASKS.factory(t).has_ground_truth]
+#: the only (task, method) pairs recorded as not applicable, with the reason: GOAt is exact for
+#: at most 3 message-passing layers, and the v2 Tree-Cycles and BA-2Motifs GINs have 4
+NOT_APPLICABLE = {("graph/tree-cycles", "goat"), ("graph/ba-2motifs", "goat")}
 
 
 def methods_of(task: str) -> set[str]:
@@ -61,9 +64,8 @@ def test_default_suite_small(tmp_path):
     records, errors = ResultStore(tmp_path / "results").records()
     assert not errors
     assert [(r.task, r.method, r.metric, r.error) for r in records if r.status == "error"] == []
-    # not applicable, with the reason: only GOAt on the 4-layer v2 GINs (exact for at most 3 layers)
     not_applicable = {(r.task, r.method) for r in records if r.status == "not-applicable"}
-    assert not_applicable <= {("graph/tree-cycles", "goat"), ("graph/ba-2motifs", "goat")}, not_applicable
+    assert not_applicable <= NOT_APPLICABLE, not_applicable
     expected = {(t, m, k) for t in DEFAULT_TASKS for m in methods_of(t) for k in metrics_of(t)}
     assert {r.key for r in records} == expected
 
@@ -81,12 +83,16 @@ def committed() -> dict[tuple[str, str, str], float]:
 
 @pytest.mark.parametrize("task", COMMITTED_TASKS)
 def test_committed_suite_is_complete(committed, task):
-    """Every committed task has an ok record for each of its (method, metric) pairs, n >= 64."""
+    """Every committed task has an ok record for each of its (method, metric) pairs (or a
+    not-applicable one where GOAt cannot apply), n >= 64 (or every test sample there is)."""
     records, _ = ResultStore(submissions_dir()).records()
     ours = [r for r in records if r.task == task]
     assert {(r.method, r.metric) for r in ours} == {(m, k) for m in methods_of(task) for k in metrics_of(task)}
-    assert all(r.status == "ok" for r in ours)
-    assert min(r.n_samples for r in ours) >= 64
+    assert all(r.status == "ok" or (r.status == "not-applicable" and (task, r.method) in NOT_APPLICABLE) for r in ours)
+    sizes = {r.n_samples for r in ours if r.status == "ok"}
+    assert len(sizes) == 1
+    if min(sizes) < 64:  # the v2 node tasks evaluate every positive test node: 40 and 51
+        assert min(sizes) == len(TASKS.create(task).samples("test", 64, 0))
 
 
 def test_committed_cards_say_what_each_method_is():
@@ -159,7 +165,8 @@ def test_leaderboard_renders_committed_results(task, monkeypatch):
     assert len(tables) == len(metrics_of(task))
     for table in tables:
         assert set(table["method"]) == methods_of(task)
-        assert table["95% CI"].str.match(r"^\[.+, .+\]$").all()
+        scored = ~table["method"].map(lambda method: (task, method) in NOT_APPLICABLE)
+        assert table.loc[scored, "95% CI"].str.match(r"^\[.+, .+\]$").all()
         assert table["control"].sum() == 2
     assert not at.error
 
