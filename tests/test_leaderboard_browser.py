@@ -235,7 +235,9 @@ def test_method_page_shows_an_explanation_picture(page, app_url):
     open_page(page, f"{app_url}/method")
     choose(page, "Method", METHOD)
     page.get_by_role("heading", name=f"Method {METHOD}").wait_for()
+    page.get_by_role("heading", name="Example explanations").wait_for()
     settled(page)
+    page.locator('[data-testid="stMain"] [data-testid="stImage"] img').first.wait_for()
     pictures = page.locator('[data-testid="stMain"] img, [data-testid="stMain"] canvas').all()
     drawn = [p for p in pictures if p.evaluate(f"e => !e.closest('{TABLE}')")]
     assert drawn, "the Method page shows no picture of an explanation"
