@@ -314,16 +314,21 @@ class Run:
         A method that counts its own passes (one running in a sandboxed worker, where the
         parent's hooks cannot see the model) reports them as ``last_cost``.
         """
-        key = (task, loaded.fingerprint, explainer, self.seed, len(loaded.batch))
-        cached = None if self.force else self.cache.load(*key, split=self.split)
+        cached = self.cached(task, explainer, loaded)
         if cached is not None:
             return cached
         torch.manual_seed(self.seed)
         with count_passes(loaded.model, self.device) as cost:
             raw = explainer.explain_batch(loaded.model, loaded.batch, task)
         entry = CachedExplanation(checked_explanation(raw, loaded.batch, explainer.name), getattr(explainer, "last_cost", cost))
-        self.cache.save(*key, entry, split=self.split)
+        self.cache.save(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch), entry, split=self.split)
         return entry
+
+    def cached(self, task: Task, explainer: Explainer, loaded: _Loaded) -> CachedExplanation | None:
+        """The batch's cached explanation under this run's key (split included), unless ``--force``."""
+        if self.force:
+            return None
+        return self.cache.load(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch), split=self.split)
 
     def examples(self, task: Task, explainer: Explainer, loaded: _Loaded, pair: dict[str, Any],
                  explanation: Tensor | None = None) -> None:
@@ -358,7 +363,7 @@ class Run:
         explained, seeded as the batch is, so filling in pictures never recomputes a metric."""
         if explanation is not None:
             return explanation, len(loaded.batch)
-        cached = None if self.force else self.cache.load(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch))
+        cached = self.cached(task, explainer, loaded)
         if cached is not None:
             return cached.explanation, len(loaded.batch)
         torch.manual_seed(self.seed)
