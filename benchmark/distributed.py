@@ -2,9 +2,10 @@
 
 ``xaiboard run --executor ray`` plans exactly as a serial run (``runner.Run.plan``: load each
 task once here, write the method cards, read back what is stored), then sends every pair that
-still lacks a metric to Ray. A worker loads the task and model itself, explains the batch once
-and evaluates the missing metrics with the same ``runner.Run.pair`` the serial executor calls,
-and *returns* the records; only this driver process writes them, so atomic writes and resume
+still lacks a metric to Ray, longest first by the committed board's per-pair seconds
+(``scaling.longest_first``), so that the long pairs do not start last and run alone. A worker
+loads the task and model itself, explains the batch once and evaluates the missing metrics with
+the same ``runner.Run.pair`` the serial executor calls, and *returns* the records; only this driver process writes them, so atomic writes and resume
 work as in a serial run, and nothing relies on a filesystem or memory shared across machines.
 Each worker keeps its own explanation cache (under the run's cache root on its node) and its
 own per-pair memo; unlike the serial executor, pairs of one task do not share a memo.
@@ -44,9 +45,12 @@ from xaiboard.methods.base import Explainer
 
 from .environment import describe_device, versions
 from .metric import Metric
+from .paths import submissions_dir
 from .record import ResultRecord
 from .registry import PLUGIN_PREFIX, import_file
 from .runner import PairWork, Run
+from .scaling import PairCost, longest_first, pair_costs
+from .store import ResultStore
 from .task import Task
 
 log = logging.getLogger(__name__)
@@ -79,12 +83,14 @@ class RayExecutor:
         worker_job = replace(job, store=None, progress=False)
         plugins = ray.put(plugin_sources())
         records: list[ResultRecord] = []
-        pending = {}
+        todo: list[PairWork] = []
         for task in tasks:
             plan = job.plan(task, methods, metrics)
             records.extend(plan.done)
-            for work in plan.todo:
-                pending[remote.remote(plugins, ray.cloudpickle.dumps((worker_job, work)), self.threads)] = work
+            todo.extend(plan.todo)
+        pending = {}
+        for work in longest_first(todo, committed_costs(), lambda w: (w.task.name, w.explainer.name, len(w.metrics))):
+            pending[remote.remote(plugins, ray.cloudpickle.dumps((worker_job, work)), self.threads)] = work
         with tqdm(total=len(pending), desc="pairs on ray", disable=not job.progress) as bar:
             while pending:
                 (ready,), _ = ray.wait(list(pending), num_returns=1)
@@ -103,6 +109,14 @@ class RayExecutor:
             log.warning(message)
             return [job.write(work.pair, metric, status="error", error=message, traceback=str(exc)) for metric in work.metrics]
         return [job.keep(record) for record in returned]
+
+
+def committed_costs() -> list[PairCost]:
+    """Per-pair seconds of the committed board (``submissions/``): the estimates behind the order
+    pairs are submitted in (``scaling.longest_first``). Unreadable records are skipped: a bad
+    file there must not stop a run that never reads it otherwise."""
+    records, _ = ResultStore(submissions_dir()).records()
+    return pair_costs(records)
 
 
 def compute_pair(plugins: dict[str, str], payload: bytes, threads: int) -> list[ResultRecord]:

@@ -156,16 +156,17 @@ def content_keys(root: Path | str, digests: Digests | None = None) -> Keys:
             per_task.setdefault("/".join(parts[2:-1]), hashlib.sha256()).update(entry)
     prefix = common.hexdigest()
     tasks = {task: hashlib.sha256((prefix + digest.hexdigest()).encode()).hexdigest() for task, digest in per_task.items()}
-    board = hashlib.sha256((prefix + json.dumps(sorted(tasks.items())) + _checks_digest(root)).encode()).hexdigest()
+    board = hashlib.sha256((prefix + json.dumps(sorted(tasks.items())) + _checks_digest(root, digests)).encode()).hexdigest()
     return Keys(board, tasks)
 
 
-def _checks_digest(root: Path) -> str:
+def _checks_digest(root: Path, digests: Digests | None) -> str:
     """Hash of the task checks' paths and bytes: part of the board's key only (a check changes no
-    task's statistics, so editing one recomputes nothing but the check's own display)."""
+    task's statistics, so editing one recomputes nothing but the check's own display). Each file's
+    hash comes from ``digests`` like the records', so an app rerun reads no unchanged check."""
     digest = hashlib.sha256()
     for path in sorted((root / CHECKS_FOLDER).glob("*.json")):
-        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        digest.update(path.name.encode() + b"\0" + _digest(path, digests))
     return digest.hexdigest()
 
 

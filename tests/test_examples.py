@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 from test_runner import N, Counted, Gradient, KeepTop, run_toy
+from toy_task import ToyTask
 
 from xaiboard.benchmark.examples import EXAMPLE_COUNT, ExampleError, read_examples, write_examples
 from xaiboard.benchmark.store import ResultStore
+from xaiboard.benchmark.task import Batch
 from xaiboard.leaderboard.tables import content_keys
 
 
@@ -78,6 +80,26 @@ def test_a_resumed_run_takes_missing_examples_from_the_cached_explanation(toy_ta
     run_toy(toy_task, [again], [KeepTop()], tmp_path)
     assert again.calls == 0 and examples_of(tmp_path, "test-gradient").meta["batch_size"] == N
     np.testing.assert_array_equal(examples_of(tmp_path, "test-gradient").arrays["scores"], original)
+
+
+class SplitToy(ToyTask):
+    """The toy task with a train split that differs from its test split."""
+
+    def samples(self, split: str, n: int, seed: int) -> Batch:
+        return super().samples(split, n, seed + 1000 * (split == "train"))
+
+
+def test_examples_under_another_split_are_that_splits_samples(tmp_path):
+    """The examples' cache lookup carries the split: a train run after a test run (same cache,
+    same seed and size) must not draw the test split's cached explanation over train samples."""
+    task = SplitToy()
+    run_toy(task, [Counted()], [KeepTop()], tmp_path)
+    again = Counted()
+    run_toy(task, [again], [KeepTop()], tmp_path, store="train-results", split="train")
+    found = read_examples(ResultStore(tmp_path / "train-results").examples_path("toy/linear", "test-magnitude"))
+    train, test = task.samples("train", N, 0).inputs, task.samples("test", N, 0).inputs
+    assert not torch.equal(train[:EXAMPLE_COUNT], test[:EXAMPLE_COUNT]) and again.calls == 1
+    np.testing.assert_array_equal(found.arrays["scores"], train[:EXAMPLE_COUNT].abs().sum(1).numpy())
 
 
 def test_examples_of_other_method_code_are_rewritten_and_change_no_board_key(toy_task, tmp_path):

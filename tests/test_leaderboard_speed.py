@@ -48,9 +48,12 @@ def test_a_stored_table_whose_rows_do_not_fit_its_columns_is_not_trusted(tmp_pat
 def test_the_hash_memo_reads_only_changed_files_and_notices_a_hand_edit(tmp_path, monkeypatch):
     monkeypatch.setattr(tables, "SETTLED_NS", -1)  # remember even files written just now
     write_root(tmp_path, SHAPES)
+    check = tmp_path / tables.CHECKS_FOLDER / "image%2Fshapes.json"  # a task check is hashed too
+    check.parent.mkdir()
+    check.write_text("{}")
     memo: tables.Digests = {}
     first = tables.content_keys(tmp_path, memo)
-    assert first == tables.content_keys(tmp_path) and len(memo) == len(tables._data_files(tmp_path))
+    assert first == tables.content_keys(tmp_path) and len(memo) == len(tables._data_files(tmp_path)) + 1
     read = []  # the data files read (the board's code is hashed on every call)
     original = tables.Path.read_bytes
     monkeypatch.setattr(tables.Path, "read_bytes", lambda self: read.extend([self.name] * (self.suffix == ".json")) or original(self))

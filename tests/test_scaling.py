@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from xaiboard.benchmark.cli import main
 from xaiboard.benchmark.paths import submissions_dir
-from xaiboard.benchmark.scaling import PairCost, estimate, extrapolate, makespan, pair_costs
+from xaiboard.benchmark.scaling import PairCost, estimate, extrapolate, longest_first, makespan, pair_costs
 from xaiboard.benchmark.store import ResultStore
 
 #: sums of a few binary fractions and small integers: exact in float64 up to ~1e-15, so 1e-9
@@ -28,6 +28,14 @@ def test_longest_first_schedule_known_answer():
     assert makespan([3, 3, 5, 3, 4], 2) == 10
     assert makespan([3, 3, 5, 3, 4], 1) == 18
     assert makespan([3, 3, 5, 3, 4], 9) == 5  # the longest job is the critical path
+
+
+def test_pairs_are_submitted_unknown_first_then_longest_first():
+    recorded = [PairCost("t", "slow", 10.0, 90.0, 10), PairCost("t", "fast", 1.0, 4.0, 4)]
+    works = [("t", "fast", 4), ("t", "slow", 1), ("t", "new", 3), ("t", "slow", 10)]
+    ordered = longest_first(works, recorded, lambda w: w)
+    # unknown first; "slow" with all 10 metrics missing: 100 s; with 1 of 10: 10 + 9 = 19 s; "fast": 5 s
+    assert ordered == [("t", "new", 3), ("t", "slow", 10), ("t", "slow", 1), ("t", "fast", 4)]
 
 
 def test_estimate_bounds_and_seeds():
