@@ -12,7 +12,11 @@ again, so no receptive field crosses a cell boundary. Its 40 outputs are per-cel
 log-probabilities, index ``cell * 10 + digit`` (cells row-major). Log-probabilities rather than
 raw logits so that a softmax over all 40 outputs equals the cell's own probability / 4: the
 probability-based metrics then depend only on the target cell too. A sample's target is a
-seeded random cell and the digit in it; its ground truth is all pixels of that cell.
+seeded random cell and the digit in it; its ground truth is all pixels of that cell. The
+model's decision for a target is per cell: ``decision_group_size = 10`` makes the metrics that
+take the model's decision (ROAD, fidelity, the RIS/ROS filter) take the argmax over the target
+cell's 10 outputs, and the other-class metrics pick another digit of that cell
+(:mod:`xaiboard.benchmark.decisions`).
 
 For Grad-CAM the cells' last feature maps are tiled back into one 8x8 grid map (``mosaic``, an
 identity layer the CAM reads): Grad-CAM weights every cell's activations by the target's
@@ -122,6 +126,8 @@ class DigitGridTask(ImageTask):
     name = "image/digit-grid"
     version = "1"
     num_classes = CELLS * DIGITS
+    #: each cell's 10 outputs form one decision (xaiboard.benchmark.decisions)
+    decision_group_size: ClassVar[int] = DIGITS
     class_names = tuple(f"{d} in cell {c}" for c in range(CELLS) for d in CLASS_NAMES)
     image_shape = (1, SIZE, SIZE)
     has_ground_truth = True

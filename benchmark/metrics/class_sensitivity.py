@@ -9,6 +9,15 @@ does), which works alike for pixels, tokens and edges and ignores monotone resca
   Sixt et al.'s random-logit test; lower similarity is better.
 - ``class_sensitivity`` (user proxy, contrastivity): the other class is the model's most likely
   class besides the target, the one a user would contrast the target with; higher is better.
+
+Both draw the other class from the target's decision group (:mod:`..decisions`): all classes,
+except on a task whose outputs are several classifiers side by side (``image/digit-grid``: one
+per cell), where it is another digit of the target's cell. The question both ask is whether the
+explanation depends on *which class of this decision* is explained. Another cell's output is
+explained by another cell's pixels, so a cell-local explainer would pass the random-logit test
+on 30 of 39 draws by location alone. And another cell's output is no contrast a user asks
+about ("why a 3 here and not a 7 in the next cell?"), yet, a confident log-probability near 0,
+it would be the global runner-up almost always.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from abc import abstractmethod
 import torch
 from torch import Tensor
 
+from ..decisions import DecisionMetric, group_size, in_target_group
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
 from .rank_correlation import spearman
@@ -26,14 +36,17 @@ from .rank_correlation import spearman
 RANDOM_LOGIT_SALT = 101
 
 
-def random_other_classes(targets: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
-    """One class per sample, uniform over the ``num_classes - 1`` classes other than its target.
+def random_other_classes(targets: Tensor, per_group: int, generator: torch.Generator) -> Tensor:
+    """One class per sample, uniform over the ``per_group - 1`` other classes of its target's
+    decision group (the ``per_group`` consecutive classes from ``g * per_group``).
 
-    Draws ``r`` uniform on ``0..C-2`` and skips the target (``r + (r >= target)``), which is
-    how ``quantus.RandomLogit`` maps its ``np.random.randint`` draws to classes.
+    Draws ``r`` uniform on ``0..G-2`` and skips the target (``r + (r >= target)``) within the
+    group. With one group of all ``C`` classes this is how ``quantus.RandomLogit`` maps its
+    ``np.random.randint(0, C - 1)`` draws to classes.
     """
-    draws = torch.randint(0, num_classes - 1, targets.shape, generator=generator, device=targets.device)
-    return draws + (draws >= targets).long()
+    draws = torch.randint(0, per_group - 1, targets.shape, generator=generator, device=targets.device)
+    start = targets - targets % per_group
+    return start + draws + (draws >= targets - start).long()
 
 
 def runner_up_classes(logits: Tensor, targets: Tensor) -> Tensor:
@@ -50,8 +63,9 @@ def class_similarity(ctx: MetricContext, others: Tensor, absolute: bool) -> Tens
     return spearman(prepare(ctx.explanation), prepare(other), ctx.batch.valid).to(ctx.explanation.dtype)
 
 
-class OtherClassMetric(Metric):
-    """Compares the explanation with the explanation of another class; the subclass picks it."""
+class OtherClassMetric(DecisionMetric, Metric):
+    """Compares the explanation with the explanation of another class of the target's decision
+    group (module docstring); the subclass picks it."""
 
     value_range = (-1.0, 1.0)
     needs_explainer = True
@@ -70,7 +84,8 @@ class RandomLogit(OtherClassMetric):
     """Random-logit test: Spearman similarity of the explanations of the target and of a random
     other class (lower = more class-specific, better).
 
-    ``RL(x) = rho_s(e(x, y), e(x, y'))`` with ``y'`` uniform over the other classes (seeded by
+    ``RL(x) = rho_s(e(x, y), e(x, y'))`` with ``y'`` uniform over the other classes of ``y``'s
+    decision group (all classes but on a digit-grid: module docstring; seeded by
     ``ctx.generator(RANDOM_LOGIT_SALT)``). Equals ``quantus.RandomLogit`` with
     ``similarity_func=correlation_spearman`` and the same off-class draws, with
     ``normalise=False`` (max-normalisation, Quantus's default, does not change ranks) and
@@ -93,13 +108,14 @@ class RandomLogit(OtherClassMetric):
 
     def other_classes(self, ctx: MetricContext) -> Tensor:
         generator = ctx.generator(RANDOM_LOGIT_SALT)
-        return random_other_classes(ctx.batch.targets, ctx.task.num_classes, generator)
+        return random_other_classes(ctx.batch.targets, group_size(ctx.task), generator)
 
 
 @METRICS.register("class_sensitivity")
 class ClassSensitivity(OtherClassMetric):
     """Contrastivity: ``1 - rho_s(e(x, y), e(x, y2))``, where ``y2`` is the model's most likely
-    class other than the target ``y`` (higher = the explanation changes more, better).
+    class other than the target ``y`` in ``y``'s decision group (module docstring; higher = the
+    explanation changes more, better).
 
     The runner-up is the class a user would ask "why y and not y2?" about, so an explanation
     that does not change for it cannot answer that question (Nauta et al.'s *contrastivity*
@@ -123,7 +139,7 @@ class ClassSensitivity(OtherClassMetric):
     def other_classes(self, ctx: MetricContext) -> Tensor:
         with torch.no_grad():
             logits = ctx.task.logits(ctx.model, ctx.batch.inputs)
-        return runner_up_classes(logits, ctx.batch.targets)
+        return runner_up_classes(in_target_group(ctx.task, logits, ctx.batch.targets), ctx.batch.targets)
 
     def compute(self, ctx: MetricContext) -> Tensor:
         return 1 - super().compute(ctx)

@@ -10,10 +10,15 @@ of a sample's ``n`` valid features (ties by feature index, as the perturbation c
   small perturbation instead of the whole removal (Zheng et al., ICLR 2024).
 
 ``y`` is the batch's target, the true label: this is PyG's "phenomenon" variant of fidelity (its
-"model" variant compares with the model's own prediction instead). References: Amara et al.,
-"GraphFramEx: Towards Systematic Evaluation of Explainability Methods for Graph Neural Networks",
-LoG 2022, as implemented in ``torch_geometric.explain.metric.fidelity``; Zheng et al., "Towards
-Robust Fidelity for Evaluating Explainability of Graph Neural Networks", ICLR 2024.
+"model" variant compares with the model's own prediction instead). ``y_hat`` is the argmax over
+``y``'s decision group (:mod:`..decisions`): all classes, except on a task whose outputs are
+several classifiers side by side (``image/digit-grid``: one per cell), where fidelity asks
+whether the target cell's digit survives the removal, not which cell is most confident after
+it. Only the group's classes are scored, so a digit-grid row costs 10 passes, not 40.
+References: Amara et al., "GraphFramEx: Towards Systematic Evaluation of Explainability Methods
+for Graph Neural Networks", LoG 2022, as implemented in ``torch_geometric.explain.metric.fidelity``;
+Zheng et al., "Towards Robust Fidelity for Evaluating Explainability of Graph Neural Networks",
+ICLR 2024.
 
 PyG defines these for graphs (edge masks). Here every removal goes through the task's removal
 operator, so the same definitions apply unchanged to pixels and tokens: "without S" is the
@@ -42,6 +47,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
+from ..decisions import DecisionMetric, group_classes
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
 from ..removal import RemovalEngine
@@ -64,24 +70,25 @@ def top_k_mask(explanation: Tensor, valid: Tensor, share: float) -> Tensor:
     return (feature_ranks(explanation, valid) < k[:, None]).view(explanation.shape)
 
 
-def predictions(engine: RemovalEngine, inputs: Any, keep: Tensor, num_classes: int) -> Tensor:
-    """Predicted class ``[B, K]`` of each masked row (argmax of the logits).
+def predictions(engine: RemovalEngine, inputs: Any, targets: Tensor, keep: Tensor) -> Tensor:
+    """Predicted class ``[B, K]`` of each masked row: the argmax over its target's decision group.
 
     The engine returns one class's score per row, so the logits are gathered class by class:
-    ``num_classes`` passes over the ``B x K`` rows (K is 2 or 3 here, so this stays cheap).
+    one pass over the ``B x K`` rows per class of the group (K is 2 or 3 here, so this stays
+    cheap). Where the group is all classes this is the plain argmax, ties to the lowest class.
     """
-    classes = torch.arange(num_classes, device=keep.device)
-    logits = [engine.scores(inputs, keep, c.expand(keep.shape[0]), "logit") for c in classes]
-    return torch.stack(logits, dim=-1).argmax(dim=-1)
+    classes = group_classes(engine.task, targets)
+    logits = [engine.scores(inputs, keep, column, "logit") for column in classes.unbind(dim=1)]
+    return classes.gather(1, torch.stack(logits, dim=-1).argmax(dim=-1))
 
 
-def fidelity(engine: RemovalEngine, inputs: Any, targets: Tensor, valid: Tensor, keep: Tensor, num_classes: int) -> Tensor:
+def fidelity(engine: RemovalEngine, inputs: Any, targets: Tensor, valid: Tensor, keep: Tensor) -> Tensor:
     """``1[y_hat(x) = y] - 1[y_hat(x kept by keep[:, k]) = y]`` as float ``[B, K]``.
 
     The unmodified input is the all-valid mask, stacked with ``keep`` into one engine call.
     """
     stack = torch.cat([valid.unsqueeze(1), keep & valid.unsqueeze(1)], dim=1)
-    correct = (predictions(engine, inputs, stack, num_classes) == targets[:, None]).float()
+    correct = (predictions(engine, inputs, targets, stack) == targets[:, None]).float()
     return correct[:, :1] - correct[:, 1:]
 
 
@@ -134,14 +141,15 @@ class HardFidelityMetric(Metric):
         return top_k_mask(ctx.explanation, ctx.batch.valid, self.params["top_k_share"])
 
 
-class DecisionFidelityMetric(HardFidelityMetric):
-    """A fidelity of the predicted class (GraphFramEx), from whole removals of ``S`` or its complement."""
+class DecisionFidelityMetric(DecisionMetric, HardFidelityMetric):
+    """A fidelity of the predicted class (GraphFramEx), from whole removals of ``S`` or its
+    complement; the class is decided within the target's decision group (module docstring)."""
 
     reference = GRAPHFRAMEX
 
     def fidelities(self, ctx: MetricContext, keep: Tensor) -> Tensor:
         batch = ctx.batch
-        return fidelity(ctx.engine, batch.inputs, batch.targets, batch.valid, keep, ctx.task.num_classes)
+        return fidelity(ctx.engine, batch.inputs, batch.targets, batch.valid, keep)
 
 
 @METRICS.register("fidelity_plus")
@@ -217,7 +225,10 @@ class RobustFidelityMetric(HardFidelityMetric):
 
     ``n_samples`` draws per sample (seeded by the run's seed) go through the engine as one stack.
     Following the paper's probability version, values are differences of softmax probabilities
-    of the true label, in ``[-1, 1]``.
+    of the true label, in ``[-1, 1]``. No decision is taken, so decision groups do not apply:
+    the softmax is over all outputs (on ``image/digit-grid``, whose outputs are per-cell
+    log-probabilities, that is the target cell's own probability / 4, which depends on that
+    cell alone).
     """
 
     side: ClassVar[Side]

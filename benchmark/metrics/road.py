@@ -15,6 +15,12 @@ recorded; the per-sample score is the mean over the percentages of ``1[argmax f(
 (``output="prob"``). The mean over samples of the accuracy score is the mean of Quantus's ROAD
 curve (its per-percentage batch accuracy) over the same percentages.
 
+The decision is taken within the target's decision group (:mod:`..decisions`): on a task whose
+outputs are several classifiers side by side (``image/digit-grid``: one per cell), ``argmax``
+is over the target cell's outputs only, since ROAD asks whether the model still recognises the
+target, not whether another cell has become the most confident one. On every other task the
+group is all classes, the plain argmax of the paper and Quantus.
+
 Image tasks only: the imputation is defined through pixel neighbourhoods on a grid; tokens and
 edges have no neighbours whose mean is a plausible value. ROAD uses its own missingness model
 by design, whatever the task's removal operator.
@@ -42,9 +48,11 @@ import torch
 from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
+from ..decisions import DecisionMetric, predicted
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
 from ..removal import target_scores
+from ..task import Task
 from .perturbation_curves import Order, feature_ranks
 
 RoadOutput = Literal["accuracy", "prob"]
@@ -172,24 +180,27 @@ def road_curve(
         k = part.shape[1]
         images = noisy_linear_imputation(inputs.repeat_interleave(k, dim=0), part.flatten(0, 1), noise, generator)
         logits = ctx.engine.predict(images)
-        columns.append(road_scores(logits, targets.repeat_interleave(k), output).view(batch, k))
+        columns.append(road_scores(ctx.task, logits, targets.repeat_interleave(k), output).view(batch, k))
     return torch.cat(columns, dim=1)
 
 
-def road_scores(logits: Tensor, targets: Tensor, output: RoadOutput) -> Tensor:
-    """``[N]``: 1.0 where the model still decides the target (``accuracy``), or its probability."""
+def road_scores(task: Task, logits: Tensor, targets: Tensor, output: RoadOutput) -> Tensor:
+    """``[N]``: 1.0 where the model still decides the target within its decision group
+    (``accuracy``), or the target's probability."""
     if output == "accuracy":
-        return (logits.argmax(dim=1) == targets).to(logits.dtype)
+        return (predicted(task, logits, targets) == targets).to(logits.dtype)
     return target_scores(logits, targets, "prob")
 
 
-class Road(Metric):
+class Road(DecisionMetric, Metric):
     """ROAD: mean model accuracy (or target probability) over removal percentages under noisy
     linear imputation; subclasses fix the order.
 
     ``score = 1/P sum_p 1[argmax f(ROAD_p(x)) = y]`` over ``percentages`` (default 10 %, ..., 90 %,
-    the paper's grid). Quantus's ``ROAD`` returns the batch accuracy per percentage; the batch mean
-    of this score equals the mean of that curve (tested with ``noise=0`` on both sides, no ties).
+    the paper's grid), the argmax taken over ``y``'s decision group (all classes, except on tasks
+    that declare groups, e.g. a digit-grid cell: module docstring). Quantus's ``ROAD`` returns the
+    batch accuracy per percentage; the batch mean of this score equals the mean of that curve
+    (tested with ``noise=0`` on both sides, no ties).
     Quantus only works for single-channel images (it ranks the channel-broadcast attribution over
     ``C*H*W`` entries but imputes ``H*W`` pixels) and only in MoRF order; LeRF is Quantus on the
     negated attribution.
