@@ -22,8 +22,6 @@ from xaiboard.benchmark.decisions import group_classes, in_target_group, predict
 from xaiboard.benchmark.metric import MetricContext
 from xaiboard.benchmark.metrics.class_sensitivity import random_other_classes
 from xaiboard.benchmark.metrics.road import road_curve
-from xaiboard.benchmark.metrics.sensitivity import Reexplained
-from xaiboard.benchmark.metrics.stability import relative_stability
 from xaiboard.benchmark.registry import METRICS
 from xaiboard.benchmark.removal import RemovalEngine
 from xaiboard.tasks.digit_grid import DigitGridTask
@@ -32,8 +30,8 @@ from xaiboard.tasks.digit_grid import DigitGridTask
 CELL_ONE = torch.tensor([50.0, 0.0])
 #: the metrics whose score depends on a decision (and so derive from ``DecisionMetric``)
 DECIDING = (
-    "road_morf", "road_lerf", "fidelity_plus", "fidelity_minus", "characterization_score",
-    "relative_input_stability", "relative_output_stability", "random_logit", "class_sensitivity",
+    "road_morf", "road_lerf", "fidelity_plus", "fidelity_minus", "characterization_score", "random_logit",
+    "class_sensitivity",
 )
 FIDELITIES = ("fidelity_plus", "fidelity_minus", "characterization_score")
 
@@ -167,22 +165,6 @@ def test_random_other_classes_are_uniform_within_the_group():
     assert torch.allclose(share[same_group], torch.full((36,), 1 / 3), atol=0.04)
 
 
-def test_stability_keeps_neighbours_whose_cell_decision_holds():
-    """Two samples (targets 0 and 1, cell 1 the global winner), two neighbours. Neighbour 0 only
-    demotes cell 1 (the global argmax flips, the cell's does not); neighbour 1 flips sample 0's
-    cell. With relative explanation changes of 0.5 and 1 on all 16 features (norms 2 and 4) and
-    unit denominators: per cell, sample 0 keeps only neighbour 0 (2) and sample 1 both (4);
-    globally each keeps only neighbour 1 (4, 4)."""
-    clean = torch.tensor([[2.0, 0.0, 5.0, 0.0], [0.0, 2.0, 5.0, 0.0]])
-    noisy = torch.tensor([[[2.0, 0.0, 1.0, 0.0], [0.0, 2.0, 1.0, 0.0]], [[0.0, 2.0, 5.0, 0.0], [0.0, 2.0, 5.0, 0.0]]])
-    explanations = torch.stack([torch.full((2, 4, 4), 0.5), torch.zeros(2, 4, 4)])
-    shared = Reexplained([None, None], explanations, noisy, clean)
-    for task, expected in [(TwoCellTask(), [2.0, 4.0]), (TwoCellGlobal(), [4.0, 4.0])]:
-        ctx = context(task, torch.ones(2, 4, 4), n=2)
-        ctx.batch.targets = torch.tensor([0, 1])
-        torch.testing.assert_close(relative_stability(ctx, shared, torch.ones(2, 2), 1e-6), torch.tensor(expected))
-
-
 # ---- image/digit-grid ------------------------------------------------------------------------
 
 
@@ -240,7 +222,7 @@ def test_fidelity_on_digit_grid_decides_in_the_target_cell(grid):
 def test_editing_the_decision_rule_makes_the_deciding_metrics_stale(monkeypatch):
     """Every deciding metric's code hash covers ``decisions.py`` (simulated edit, as the method
     hash test does); metrics that take no decision keep theirs."""
-    names = (*DECIDING, "local_lipschitz", "robust_fidelity_plus", "infidelity")
+    names = (*DECIDING, "local_lipschitz", "relative_input_stability", "robust_fidelity_plus", "infidelity")
     before = {name: METRICS.create(name).code_hash() for name in names}
     real = inspect.getsource
     monkeypatch.setattr(inspect, "getsource", lambda obj: real(obj) + ("# edited" if obj is decisions else ""))

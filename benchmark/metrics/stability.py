@@ -10,14 +10,6 @@ so they cost a few norms on top of it, not another ``n_samples`` explainer calls
 The input distance is taken in the task's continuous input space, the one ``Task.perturb``
 adds noise to, as the task exposes it (``Task.continuous_input``): pixels, the valid word
 tokens' embeddings, node features grouped per sample.
-
-RIS and ROS leave out neighbours that change the model's decision. The decision is the argmax
-over the target's decision group (:mod:`..decisions`): all classes, except on a task whose
-outputs are several classifiers side by side (``image/digit-grid``: one per cell). There the
-explanation is of the target cell's output, so a neighbour is left out when the target cell's
-digit flips; a flip of which *cell* is most confident, which noise on other cells causes
-without touching the target's explanation, must not discard it. Local Lipschitz counts every
-neighbour and takes no decision.
 """
 
 from __future__ import annotations
@@ -27,7 +19,6 @@ from abc import abstractmethod
 import torch
 from torch import Tensor
 
-from ..decisions import DecisionMetric, predicted
 from ..metric import Metric, MetricContext
 from ..registry import METRICS
 from .sensitivity import (
@@ -94,12 +85,10 @@ class Stability(Metric):
 
 def relative_stability(ctx: MetricContext, shared: Reexplained, denominators: Tensor, eps: float) -> Tensor:
     """``max_i ||(e(x) - e(x_i)) / e(x)|| / clamp(denominator_i)`` over the noises that keep the
-    predicted class within the target's decision group (``denominators [n, B]``); NaN where
-    every noise flips the prediction."""
+    predicted class (``denominators [n, B]``); NaN where every noise flips the prediction."""
     change = relative_change(ctx.explanation, shared.explanations, eps)
     ratios = masked_frobenius(change, ctx.batch.valid) / clamp_zero(denominators, eps)
-    targets = ctx.batch.targets
-    same_class = predicted(ctx.task, shared.logits, targets) == predicted(ctx.task, shared.clean_logits, targets)
+    same_class = shared.logits.argmax(dim=-1) == shared.clean_logits.argmax(dim=-1)
     return max_where(ratios.T, same_class.T)
 
 
@@ -136,7 +125,7 @@ class LocalLipschitz(Stability):
 
 
 @METRICS.register("relative_input_stability")
-class RelativeInputStability(DecisionMetric, Stability):
+class RelativeInputStability(Stability):
     """Relative input stability (RIS): ``max ||(e(x) - e(x')) / e(x)||_2 / max(||(x - x') / x||_2, eps_min)``
     over neighbours ``x'`` that keep the predicted class.
 
@@ -165,7 +154,7 @@ class RelativeInputStability(DecisionMetric, Stability):
 
 
 @METRICS.register("relative_output_stability")
-class RelativeOutputStability(DecisionMetric, Stability):
+class RelativeOutputStability(Stability):
     """Relative output stability (ROS): ``max ||(e(x) - e(x')) / e(x)||_2 / max(||h(x) - h(x')||_2, eps_min)``
     with ``h`` the logits, over neighbours ``x'`` that keep the predicted class.
 
