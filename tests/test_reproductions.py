@@ -2,7 +2,9 @@
 reproduction's table at a tiny size.
 
 The Benzene tests read ``../shared/data/graphxai-benzene`` (or ``$XAIBOARD_SHARED_DATA``) read-only
-and skip when it is absent; everything else runs on synthetic graphs.
+and skip when it is absent; the sanity checks' LeNet rows read ``quantus-lenet`` and ``mnist-test``
+there when present (and are checked as ``skipped`` without them); everything else runs on synthetic
+graphs and the board's image/digits.
 """
 
 from __future__ import annotations
