@@ -2,7 +2,9 @@
 reproduction's table at a tiny size.
 
 The Benzene tests read ``../shared/data/graphxai-benzene`` (or ``$XAIBOARD_SHARED_DATA``) read-only
-and skip when it is absent; everything else runs on synthetic graphs.
+and skip when it is absent; the sanity checks' LeNet rows read ``quantus-lenet`` and ``mnist-test``
+there when present (and are checked as ``skipped`` without them); everything else runs on synthetic
+graphs and the board's image/digits.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from xaiboard.benchmark.reproductions import REPRODUCTIONS, run_reproduction
 from xaiboard.benchmark.reproductions.base import Measured, Published, Reproduction, verdict
 from xaiboard.benchmark.reproductions.graphxai_benzene import gef, top_share_removed
 from xaiboard.benchmark.reproductions.node_attribution import BOARD_EXPLAINERS, PAPER_EXPLAINERS, loss_gradient, loss_integrated_gradients
-from xaiboard.benchmark.reproductions.sanity_checks import CLAIMS, CONTRAST_ROW
+from xaiboard.benchmark.reproductions.mnist_lenet import LeNet
+from xaiboard.benchmark.reproductions.mnist_lenet import missing as lenet_missing
+from xaiboard.benchmark.reproductions.sanity_checks import CLAIMS, CONTRAST_ROW, SIMILARITIES, dense_steps, similarities
 from xaiboard.benchmark.registry import TASKS
 from xaiboard.tasks.benzene import DenseGIN, DenseGraphs, data_dir
 
@@ -67,6 +71,7 @@ def test_verdicts_spread_tolerance_off_claim_and_skip():
     assert verdict(claim, Measured([0.1], holds=True), 0.05, "").verdict == "holds"
     assert verdict(claim, Measured([0.9], holds=False), 0.05, "why").verdict == "fails"
     assert verdict(cell, None, 0.05, "not registered").verdict == "skipped"
+    assert verdict(claim, Measured(reason="no data here"), 0.05, "why").reason == "no data here"  # a cell's own reason wins
 
 
 class Unregistered(Reproduction):
@@ -185,17 +190,51 @@ def test_graphxai_benzene_quick_table(tmp_path):
 
 
 def test_sanity_checks_quick_table_and_claims(tmp_path):
-    """At the quick size (one seed, 8 images) the paper's claims on gradient and Grad-CAM and the
-    guided backprop vs gradient contrast hold; guided backprop's absolute "stays high" does not on
-    this small CNN (see the module), which the table reports as ``fails``."""
+    """At the quick size (one seed, 8 images) on the board's digits CNN the paper's claims on
+    gradient and Grad-CAM and the guided backprop vs gradient contrast hold; guided backprop's
+    "stays high" through the whole cascade does not (see the module), which the table reports as
+    ``fails``. The LeNet rows are measured when its data is here, else ``skipped`` with the reason."""
     record = run_reproduction(REPRODUCTIONS.create("sanity-checks"), 1, True, tmp_path, progress=False, log=lambda _: None)
     rows = {(r["method"], r["metric"]): r for r in record["rows"]}
-    claims = {method: row["verdict"] for (method, _), row in rows.items() if row["verdict"] in ("holds", "fails")}
-    assert claims["saliency"] == claims["gradcam"] == claims[CONTRAST_ROW] == "holds"
-    assert set(claims) == {*CLAIMS, CONTRAST_ROW}
-    curve = next(r for r in record["rows"] if r["method"] == "saliency" and r["evidence"])["evidence"]["curve"]
-    assert curve["layers"] == ["head", "last_conv", "features.3", "features.0"] and len(curve["ssim"]) == 4
+    digits = {method: row["verdict"] for (method, metric), row in rows.items() if metric.endswith("(digits CNN)") and row["verdict"] in ("holds", "fails")}
+    assert digits["saliency"] == digits["gradcam"] == digits[CONTRAST_ROW] == "holds"
+    assert set(digits) == {*CLAIMS, CONTRAST_ROW}
+    assert rows[("guided_backprop", "spearman_abs, all layers randomised (digits CNN)")]["verdict"] == "fails"
+    curve = rows[("saliency", "spearman_abs, all layers randomised (digits CNN)")]["evidence"]["curve"]
+    assert curve["layers"] == ["head", "last_conv", "features.3", "features.0"] and curve["dense_steps"] == 1
+    assert set(curve["floor"]) == set(SIMILARITIES) and all(len(curve[k]) == 4 for k in SIMILARITIES)
     assert (tmp_path / "reproductions" / "sanity-checks.png").stat().st_size > 0
+    if lenet_missing() is None:  # the LeNet's 5 steps, 3 of them dense
+        lenet = rows[("guided_backprop", "spearman_abs, all layers randomised (LeNet/MNIST)")]["evidence"]["curve"]
+        assert lenet["layers"] == ["fc_3", "fc_2", "fc_1", "conv_2", "conv_1"] and lenet["dense_steps"] == 3
+
+
+def test_sanity_checks_without_the_lenet_data_skip_its_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("XAIBOARD_SHARED_DATA", str(tmp_path / "nothing"))
+    record = run_reproduction(REPRODUCTIONS.create("sanity-checks"), 1, True, tmp_path, progress=False, log=lambda _: None)
+    lenet = [row for row in record["rows"] if row["metric"].endswith("(LeNet/MNIST)")]
+    assert lenet and {row["verdict"] for row in lenet} == {"skipped"} and all("not found" in row["reason"] for row in lenet)
+    assert {row["verdict"] for row in record["rows"] if row["metric"].endswith("(digits CNN)")} <= {"holds", "fails", "ours only"}
+
+
+def test_sanity_similarities_known_answers():
+    """A map against itself is 1 on every similarity, against its negation -1 on signed Spearman
+    and 1 on the absolute ones (|map| unchanged); a map against its rank-reversed copy -1 on both
+    Spearmans (exact: ranks of distinct values)."""
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.randn(3, 28, 28, generator=generator)
+    same = similarities(maps, maps)
+    assert all(v == pytest.approx(1.0, abs=FLOAT_TOL) for v in same.values())
+    negated = similarities(maps, -maps)
+    assert negated["spearman_signed"] == pytest.approx(-1.0, abs=FLOAT_TOL)
+    assert negated["spearman_abs"] == negated["ssim"] == pytest.approx(1.0, abs=FLOAT_TOL)
+    positive = maps.abs() + 1  # distinct positive values: |.| keeps their order
+    reversed_ranks = similarities(positive, positive.amax() + 1 - positive)
+    assert reversed_ranks["spearman_abs"] == reversed_ranks["spearman_signed"] == pytest.approx(-1.0, abs=FLOAT_TOL)
+
+
+def test_dense_steps_count_the_linear_layers_above_the_first_convolution():
+    assert dense_steps(LeNet()) == 3 and dense_steps(TASKS.create("image/digits").build_model()) == 1
 
 
 def test_pooled_auc_is_one_for_the_ground_truth_and_half_for_a_constant():

@@ -61,6 +61,9 @@ class Measured:
     values: list[float] = field(default_factory=list)
     holds: bool | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    #: why the cell is skipped or off, where a reproduction knows it per cell (a protocol run on two
+    #: models); replaces the method's ``known_gaps`` entry
+    reason: str = ""
 
 
 @dataclass
@@ -118,6 +121,7 @@ class Reproduction(ABC):
 
 def verdict(cell: Published, got: Measured | None, tolerance: float, gap: str) -> Row:
     """Compare one measured cell with the published one."""
+    gap = got.reason if got is not None and got.reason else gap
     paper = cell.claim if cell.value is None else _paper_text(cell)
     base = {"method": cell.method, "metric": cell.metric, "table": cell.table, "paper": paper}
     if got is None or not got.values:
