@@ -38,7 +38,7 @@ import xaiboard.tasks  # noqa: F401  (registers image/digits)
 from ..metrics.randomisation import cascading_randomisation
 from ..metrics.rank_correlation import spearman
 from ..registry import METHODS, TASKS
-from .base import REPRODUCTIONS, Measured, Published, Reproduction
+from .base import REPRODUCTIONS, Cells, Measured, Published, Reproduction
 
 TASK = "image/digits"
 SAMPLES, QUICK_SAMPLES = 64, 8
@@ -131,21 +131,33 @@ class SanityChecks(Reproduction):
         n = QUICK_SAMPLES if quick else SAMPLES
         # --quick checks the claims only: the other methods' curves are not needed for them
         methods = [m for m in (CLAIMS if quick else self.registry_methods) if m in METHODS]
-        measured: dict[tuple[str, str], Measured] = {}
-        curves: dict[str, dict[str, list]] = {}
+        runs: dict[str, list[dict[str, list]]] = {method: [] for method in methods}
         with tqdm(total=len(methods) * len(seeds), desc=self.name, disable=not progress) as bar:
             for method in methods:
-                runs = []
                 for seed in seeds:
-                    runs.append(cascade_curves(method, seed, n))
+                    runs[method].append(cascade_curves(method, seed, n))
                     bar.update()
-                curves[method] = _mean_curve(runs)
-                final = [run["spearman_abs"][-1] for run in runs]
-                check = CLAIMS.get(method, (None, None))[1]
-                measured[(method, FINAL)] = Measured(values=final, holds=None if check is None else check(float(np.mean(final))),
-                                                     evidence={"curve": curves[method]})
-                measured[(method, FINAL_SSIM)] = Measured(values=[run["ssim"][-1] for run in runs])
-        if all(m in methods for m in CONTRAST):
+        return self.pooled(runs, out_dir)
+
+    def merge(self, parts: Sequence[Cells], quick: bool, out_dir: Path) -> Cells:
+        """Seeds run apart: each seed's curve is its cell's evidence (a mean over one seed), pooled
+        again as :meth:`measure` pools them, so the claims are checked on the mean over seeds."""
+        methods = [method for method, metric in parts[0] if metric == FINAL]
+        return self.pooled({method: [part[(method, FINAL)].evidence["curve"] for part in parts] for method in methods}, out_dir)
+
+    def pooled(self, runs: dict[str, list[dict[str, list]]], out_dir: Path) -> Cells:
+        """The cells from each method's per-seed curves: final similarities per seed, claims and
+        evidence on the curves averaged over the seeds, which are also plotted."""
+        measured: Cells = {}
+        curves: dict[str, dict[str, list]] = {}
+        for method, method_runs in runs.items():
+            curves[method] = _mean_curve(method_runs)
+            final = [run["spearman_abs"][-1] for run in method_runs]
+            check = CLAIMS.get(method, (None, None))[1]
+            measured[(method, FINAL)] = Measured(values=final, holds=None if check is None else check(float(np.mean(final))),
+                                                 evidence={"curve": curves[method]})
+            measured[(method, FINAL_SSIM)] = Measured(values=[run["ssim"][-1] for run in method_runs])
+        if all(m in runs for m in CONTRAST):
             gap = np.subtract(*(measured[(m, FINAL_SSIM)].values for m in CONTRAST)).tolist()
             measured[(CONTRAST_ROW, FINAL_SSIM)] = Measured(values=gap, holds=float(np.mean(gap)) > 0)
         plot(curves, out_dir / f"{self.name}.png")
