@@ -7,7 +7,7 @@ one Ray task (``distributed.RayExecutor``) that loads the task and model itself:
    the explanation and its cost. Explaining each shard on its own would be exact only for
    methods that explain every sample independently and draw nothing random (LIME, RISE,
    SmoothGrad, the random control, PGExplainer's training all see the batch), and explaining is
-   a small share of the long pairs (``docs/scaling.md``: 34 of 861 s for ``text/sst2`` x
+   a small share of the long pairs (``docs/scaling.md``: 34 of 1,194 s for ``text/sst2`` x
    integrated gradients), so it is not split.
 2. :func:`shard_pair`, once per shard of at most ``K`` contiguous samples (in the run's sample
    order), scores the *sharded* metrics on those samples from their rows of that explanation,

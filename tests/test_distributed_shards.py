@@ -229,10 +229,13 @@ def test_merging_seeds_measured_apart_gives_measure_of_all_seeds(name, tmp_path,
         assert same_evidence(merged[key].evidence, cell.evidence), key
 
 
-def test_shard_samples_needs_the_ray_executor(tmp_path):
+@pytest.mark.parametrize(("options", "message"), [(["--shard-samples", "1"], "--shard-samples needs --executor ray"),
+                                                  (["--shard-reruns"], "--shard-reruns needs --shard-samples")])
+def test_shard_options_say_what_they_need(options, message, tmp_path):
     outcome = CliRunner().invoke(main, ["run", "--tasks", "image/digits", "--methods", "random", "--metrics", "complexity",
-                                        "--n", "2", "--shard-samples", "1", "--results-dir", str(tmp_path)])
-    assert outcome.exit_code == 2 and "--shard-samples needs --executor ray" in outcome.output
+                                        "--n", "2", *options, "--results-dir", str(tmp_path)])
+    assert outcome.exit_code == 2 and message in outcome.output
+    assert not list(tmp_path.iterdir())  # refused before anything ran
 
 
 def write_plugin(tmp_path: Path) -> Path:
