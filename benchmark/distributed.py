@@ -11,8 +11,9 @@ own per-pair memo; unlike the serial executor, pairs of one task do not share a 
 
 With ``shard_samples`` (``--shard-samples K``) a pair whose batch has more than ``K`` samples
 runs in steps instead (``shards.py``): one task explains the whole batch, then one task per
-shard of at most ``K`` samples scores the metrics that are exact to shard, while one more
-scores the others on the whole batch; this driver merges the shards into the records a serial
+shard of at most ``K`` samples scores the metrics that are exact to shard (with
+``shard_reruns``, also those that re-run a per-sample method), while one more scores the
+others on the whole batch; this driver merges the shards into the records a serial
 run writes, and writes them once the last shard is back. Retries and error records are as for
 whole pairs, step by step: a step whose worker died past the retries fails the metrics it was
 computing (a shard: every sharded metric of the pair).
