@@ -63,7 +63,7 @@ EXECUTOR_OPTIONS = (
         type=click.Choice(["serial", "ray"]),
         default="serial",
         show_default=True,
-        help="serial = every pair in this process; ray = each (task, method, seed) pair as a Ray task "
+        help="serial = every pair in this process; ray = each (task, method, seed) pair (reproduce: each seed) as a Ray task "
         '(pip install -e ".[ray]"); only this process writes results either way.',
     ),
     click.option(
@@ -88,8 +88,32 @@ EXECUTOR_OPTIONS = (
 )
 
 
+SHARD_OPTIONS = (
+    click.option(
+        "--shard-samples",
+        type=click.IntRange(min=1),
+        help="With --executor ray: split a pair with more samples than this into shards of at most this many, one Ray "
+        "task each (the explanation is computed once; metrics whose per-sample scores depend on the batch, or that "
+        "re-run the method, run unsharded); the records equal a serial run's.",
+    ),
+    click.option(
+        "--shard-reruns",
+        is_flag=True,
+        help="With --shard-samples: shard MPRT, efficient MPRT and class sensitivity too, for methods that explain each "
+        "sample on its own; equal to a serial run's up to float round-off, which can swap a near tie in their ranks.",
+    ),
+)
+
+
+def shard_options(command):
+    """``--shard-samples`` and ``--shard-reruns`` (``run`` and ``submit``)."""
+    for option in reversed(SHARD_OPTIONS):
+        command = option(command)
+    return command
+
+
 def executor_options(command):
-    """The ``--executor`` options that ``run`` and ``submit`` share."""
+    """The ``--executor`` options that ``run``, ``submit`` and ``reproduce`` share."""
     for option in reversed(EXECUTOR_OPTIONS):
         command = option(command)
     return command
@@ -143,6 +167,7 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars, skip notes or library warnings (Captum, PyTorch, ...).")
 @click.option("--force", is_flag=True, help="Recompute every pair, ignoring stored results and cached explanations.")
 @executor_options
+@shard_options
 @PLUGIN
 def run_command(
     suite: str,
@@ -161,10 +186,12 @@ def run_command(
     address: str | None,
     worker_threads: int,
     max_retries: int,
+    shard_samples: int | None,
+    shard_reruns: bool,
     plugins: Sequence[Path],
 ) -> None:
     _load_registries(plugins)
-    chosen = _executor(executor, address, worker_threads, max_retries)
+    chosen = _executor(executor, address, worker_threads, max_retries, shard_samples, shard_reruns)
     task_names = chosen_tasks(tasks, suite, plugins)
     method_names = _names(METHODS, methods, "--methods") if methods else suite_methods(suite)
     metric_names = _names(METRICS, metrics, "--metrics") if metrics else suite_metrics(suite)
@@ -228,18 +255,20 @@ def run_command(
               help="Run without Landlock where the kernel lacks it (time and memory limits still apply).")
 @click.option("--quiet", is_flag=True, help="No progress bars, skip notes or library warnings.")
 @executor_options
+@shard_options
 @PLUGIN
 def submit_command(source: str | None, name: str, precomputed: Path | None, suite: str, tasks: str | None,
                    metrics: str | None, n: int, seed: int, device: str, results_dir: Path | None, overwrite: bool,
                    card_file: Path | None, time_budget: float, memory_mb: int, unsafe_no_sandbox: bool, quiet: bool,
                    executor: str, address: str | None, worker_threads: int, max_retries: int,
-                   plugins: Sequence[Path], **card_fields: str | None) -> None:
+                   shard_samples: int | None, shard_reruns: bool, plugins: Sequence[Path],
+                   **card_fields: str | None) -> None:
     from .submit import SubmissionRejected, check_name
 
     _load_registries(plugins)
     if (source is None) == (precomputed is None):
         raise click.UsageError("give either FILE.py[:Class] or --precomputed DIR")
-    chosen = _executor(executor, address, worker_threads, max_retries)
+    chosen = _executor(executor, address, worker_threads, max_retries, shard_samples, shard_reruns)
     root = writable_results_dir(results_dir or paths.submissions_dir())
     _log_to_console(quiet)
     try:
@@ -627,8 +656,11 @@ def registered_task_cards(names: Sequence[str]) -> dict[str, dict]:
               help="Where the record goes, under reproductions/ (default: ./results, or $XAIBOARD_RESULTS).")
 @click.option("--quick", is_flag=True, help="A tiny size (one seed unless --seeds, few samples): checks the table, not the numbers.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def reproduce_command(name: str, seeds: int | None, results_dir: Path | None, quick: bool, quiet: bool) -> None:
+@executor_options
+def reproduce_command(name: str, seeds: int | None, results_dir: Path | None, quick: bool, quiet: bool, executor: str,
+                      address: str | None, worker_threads: int, max_retries: int) -> None:
     from .reproductions import REPRODUCTIONS, format_rows, run_reproduction
+    from .reproductions.base import SeedFailed
 
     if name == "list":
         frame = pd.DataFrame(
@@ -643,9 +675,13 @@ def reproduce_command(name: str, seeds: int | None, results_dir: Path | None, qu
         raise click.ClickException(exc.args[0]) from None
     if (why := repro.unavailable()) is not None:
         raise click.ClickException(f"{name} cannot run here: {why}")
+    chosen = _executor(executor, address, worker_threads, max_retries)
     root = writable_results_dir(results_dir or paths.results_dir())
-    record = run_reproduction(repro, seeds or (1 if quick else repro.default_seeds), quick, root, progress=not quiet,
-                              log=lambda line: click.echo(line, err=True))
+    try:
+        record = run_reproduction(repro, seeds or (1 if quick else repro.default_seeds), quick, root, progress=not quiet,
+                                  log=lambda line: click.echo(line, err=True), executor=chosen)
+    except SeedFailed as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"{repro.paper}, {repro.table}; {record['seeds']} seed(s), {record['seconds']:.0f} s")
     click.echo(format_rows(record["rows"]))
     click.echo(f"record: {root / 'reproductions' / (name + '.json')}")
@@ -662,17 +698,23 @@ def writable_results_dir(root: Path) -> Path:
     return root
 
 
-def _executor(name: str, address: str | None, threads: int, retries: int):
+def _executor(name: str, address: str | None, threads: int, retries: int, shard_samples: int | None = None,
+              shard_reruns: bool = False):
     """``None`` (the runner's serial executor) or a Ray executor; ray is imported only here."""
+    if shard_reruns and shard_samples is None:
+        raise click.BadParameter("--shard-reruns needs --shard-samples", param_hint="--shard-reruns")
     if name == "serial":
         if address is not None:
             raise click.BadParameter("--address needs --executor ray", param_hint="--address")
+        if shard_samples is not None:
+            raise click.BadParameter("--shard-samples needs --executor ray (a serial run has no workers to share a pair)",
+                                     param_hint="--shard-samples")
         return None
     try:
         from .distributed import RayExecutor
     except ImportError as exc:
         raise click.ClickException(f'--executor ray needs the ray extra: pip install -e ".[ray]" ({exc})') from None
-    return RayExecutor(address, threads, retries)
+    return RayExecutor(address, threads, retries, shard_samples, shard_reruns)
 
 
 def _log_to_console(quiet: bool) -> None:

@@ -26,7 +26,13 @@ GRAPH_FIELDS = ("edge_index", "edge_sample", "edge_slot", "center", "node_sample
 
 def first_samples(task: Task, batch: Batch, count: int) -> Batch:
     """The first ``count`` samples of ``batch`` (all of them if it has fewer), ground truth kept."""
-    index = torch.arange(min(count, len(batch)), device=batch.targets.device)
+    return sample_range(task, batch, 0, min(count, len(batch)))
+
+
+def sample_range(task: Task, batch: Batch, start: int, stop: int) -> Batch:
+    """Samples ``start .. stop - 1`` of ``batch``, ground truth kept, feature slots cut to the
+    sub-batch's own (a shard of ``--shard-samples``, or the examples' first samples)."""
+    index = torch.arange(start, stop, device=batch.targets.device)
     inputs = take(task, batch.inputs, index)
     valid = task.valid_features(inputs)
     truth = None if batch.ground_truth is None else crop(batch.ground_truth[index], valid.shape)

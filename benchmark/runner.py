@@ -15,7 +15,9 @@ without recomputing any metric.
 Who computes the pairs is an executor's choice: :class:`SerialExecutor` runs them in this
 process, task by task; ``distributed.RayExecutor`` sends each (task, method, seed) pair to a
 Ray worker. Both plan with :meth:`Run.plan` (which also does the resume check) and compute a
-pair with :meth:`Run.pair`, and only this process, the driver, writes to the result store.
+pair with :meth:`Run.pair`, and only this process, the driver, writes to the result store. A
+pair's two halves, :meth:`Run.explained` and :meth:`Run.metrics`, are also called on their own
+where a pair's samples are sharded across workers (``shards.py``).
 """
 
 from __future__ import annotations
@@ -185,6 +187,8 @@ class Run:
     versions: dict[str, str] = field(default_factory=versions)
     #: the counter of the metric being computed, which sandboxed re-explanations report into
     metering: Cost | None = None
+    #: summarise each record's scores; off in a shard worker, whose scores cover part of the batch
+    summarise: bool = True
 
     def plan(self, task: Task, methods: list[Explainer], metrics: list[Metric]) -> TaskPlan:
         """Load ``task``, write each supporting method's card, and split its pairs into the
@@ -278,17 +282,28 @@ class Run:
         PGExplainer's training when GNNExplainer had run first) cannot reach another method's
         results, so a pair's records do not depend on which methods ran before it.
         """
-        task, explainer, metrics, pair = work.task, work.explainer, work.metrics, work.pair
         loaded = replace(loaded, model=copy.deepcopy(loaded.model))
+        entry = self.explained(work, loaded)
+        if not isinstance(entry, CachedExplanation):
+            return entry
+        self.examples(work.task, work.explainer, loaded, work.pair, entry.explanation)
+        return self.metrics(work, loaded, entry, task_memo)
+
+    def explained(self, work: PairWork, loaded: _Loaded) -> CachedExplanation | list[ResultRecord]:
+        """The batch's explanation, or the pair's records when its method does not apply or failed."""
+        task, explainer, metrics, pair = work.task, work.explainer, work.metrics, work.pair
         try:
-            entry = self.explanation(task, explainer, loaded)
+            return self.explanation(task, explainer, loaded)
         except NotApplicable as exc:
             reason = f"{explainer.name} does not apply to {task.name}: {exc}"
             return [self.write(pair, m, status="not-applicable", reason=reason) for m in metrics]
         except Exception as exc:
             message = f"explaining {task.name} with {explainer.name} failed: {type(exc).__name__}: {exc}"
             return [self.write(pair, m, status="error", error=message, traceback=traceback.format_exc()) for m in metrics]
-        self.examples(task, explainer, loaded, pair, entry.explanation)
+
+    def metrics(self, work: PairWork, loaded: _Loaded, entry: CachedExplanation, task_memo: dict) -> list[ResultRecord]:
+        """Every metric of ``work`` on ``loaded``'s batch, from its explanation ``entry``."""
+        task, explainer = work.task, work.explainer
         ctx = MetricContext(
             task=task,
             model=loaded.model,
@@ -302,8 +317,8 @@ class Run:
             task_memo=task_memo,
         )
         cost = entry.cost.per_sample(len(loaded.batch)) if explainer.rerunnable else {}
-        bar = tqdm(metrics, desc=f"{explainer.name} metrics", leave=False, disable=not self.progress)
-        return [self.evaluate(ctx, metric, pair, cost) for metric in bar]
+        bar = tqdm(work.metrics, desc=f"{explainer.name} metrics", leave=False, disable=not self.progress)
+        return [self.evaluate(ctx, metric, work.pair, cost) for metric in bar]
 
     def explanation(self, task: Task, explainer: Explainer, loaded: _Loaded) -> CachedExplanation:
         """From the cache, or computed once over the whole batch under a pass counter.
@@ -397,16 +412,18 @@ class Run:
             try:
                 torch.manual_seed(self.seed)
                 scores = _scores(metric.compute(ctx), len(ctx.batch), metric.name)
-                summary = summarize(scores, self.seed)
-                outcome: dict[str, Any] = {
-                    "status": "ok", "summary": summary, "scores": scores.tolist(), "details": _details(metric, ctx)
-                }
+                outcome = self.scored(scores, _details(metric, ctx))
             except Exception as exc:
-                message = f"metric {metric.name} failed for {pair['method']} on {pair['task']}: {type(exc).__name__}: {exc}"
-                outcome = {"status": "error", "error": message, "traceback": traceback.format_exc()}
+                outcome = metric_failure(metric, pair, exc)
             finally:
                 self.metering = None
         return self.write(pair, metric, cost=cost, metric_cost=spent.spent(), **outcome)
+
+    def scored(self, scores: Tensor, details: dict[str, float]) -> dict[str, Any]:
+        """An ok outcome; with ``summarise`` off (a shard) its summary is left to the driver,
+        which summarises the merged scores (``shards.merge``)."""
+        summary = summarize(scores, self.seed) if self.summarise else None
+        return {"status": "ok", "summary": summary, "scores": scores.tolist(), "details": details}
 
     def fail_all(self, task: Task, methods: list[Explainer], metrics: list[Metric], message: str) -> list[ResultRecord]:
         """Error records for every (method, metric) of a task that could not be loaded."""
@@ -479,6 +496,12 @@ def _applies(metric: Metric, task: Task) -> bool:
     if reason is not None:
         log.info("skip %s on %s: %s", metric.name, task.name, reason)
     return reason is None
+
+
+def metric_failure(metric: Metric, pair: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    """The error outcome of a metric that raised ``exc`` (call it in the ``except`` block)."""
+    message = f"metric {metric.name} failed for {pair['method']} on {pair['task']}: {type(exc).__name__}: {exc}"
+    return {"status": "error", "error": message, "traceback": traceback.format_exc()}
 
 
 def checked_explanation(explanation: Any, batch: Batch, name: str) -> Tensor:

@@ -15,6 +15,10 @@ numbers with their table id and the tolerance we hold ourselves to. Running it m
 
 A run is written as one JSON record per reproduction (``<results>/reproductions/<name>.json``),
 atomically, so a board page can read it; plots a reproduction draws go beside it.
+
+With ``--executor ray`` each seed is measured on its own (``measure([seed], ...)``, one Ray
+task each) and :meth:`Reproduction.merge` puts the seeds' cells together as ``measure(seeds)``
+would have measured them, so the record is the serial one (timings aside).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,6 +42,19 @@ from ..registry import METHODS, Registry
 REPRODUCTIONS: Registry = Registry("reproduction")
 RECORD_FOLDER = REPRODUCTIONS_FOLDER
 RECORD_SCHEMA = 1
+#: a table's cells: (method, metric) -> what was measured
+Cells = dict[tuple[str, str], "Measured"]
+
+
+class SeedFailed(RuntimeError):
+    """A seed measured apart (``--executor ray``) failed; the message says which and why."""
+
+
+class SeedExecutor(Protocol):
+    """Measures a reproduction's seeds apart and merges them (``distributed.RayExecutor``)."""
+
+    def measure(self, repro: Reproduction, seeds: Sequence[int], quick: bool, out_dir: Path) -> Cells:
+        ...
 
 
 @dataclass(frozen=True)
@@ -115,8 +132,41 @@ class Reproduction(ABC):
         """Measure every (method, metric) cell for every seed; ``quick`` runs a tiny size (tests).
         Plots go into ``out_dir``."""
 
+    def merge(self, parts: Sequence[Cells], quick: bool, out_dir: Path) -> Cells:
+        """The cells of ``measure(seeds)`` from ``parts[i] = measure([seeds[i]])`` (seeds run apart).
+
+        The default is exact for a reproduction whose seeds are independent runs and whose claims
+        and evidence are per seed: values concatenated in seed order; a claim holds when it held
+        for every seed (``None`` when no seed checked it); evidence equal in every seed is kept,
+        other evidence becomes the list of the seeds' under ``"per_seed"``. A reproduction that
+        pools its seeds (a claim on their mean, an averaged curve, a plot, a cell measured once)
+        overrides it.
+        """
+        keys = list(dict.fromkeys(key for part in parts for key in part))
+        return {key: merged_cell([part[key] for part in parts if key in part]) for key in keys}
+
     def protocol(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("paper", "table", "data", "model", "samples", "metric", "tolerance")}
+
+
+def merged_cell(cells: Sequence[Measured]) -> Measured:
+    """:meth:`Reproduction.merge`'s default for one cell measured by several seeds apart."""
+    checked = [cell.holds for cell in cells if cell.holds is not None]
+    first = cells[0].evidence
+    same = all(_equal(cell.evidence, first) for cell in cells)
+    return Measured(values=[v for cell in cells for v in cell.values], holds=all(checked) if checked else None,
+                    evidence=first if same else {"per_seed": [cell.evidence for cell in cells]})
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equality of evidence, which may hold numpy arrays."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b))
+    return bool(a == b)
 
 
 def verdict(cell: Published, got: Measured | None, tolerance: float, gap: str) -> Row:
@@ -144,15 +194,19 @@ def _paper_text(cell: Published) -> str:
 
 
 def run_reproduction(
-    repro: Reproduction, seeds: int, quick: bool, results_dir: Path, progress: bool = True, log: Callable[[str], None] = print
+    repro: Reproduction, seeds: int, quick: bool, results_dir: Path, progress: bool = True, log: Callable[[str], None] = print,
+    executor: SeedExecutor | None = None,
 ) -> dict[str, Any]:
-    """Measure, compare, write the record; returns the record."""
+    """Measure (here, or each seed apart on ``executor``), compare, write the record; returns it."""
     out_dir = results_dir / RECORD_FOLDER
     skipped = repro.skipped_methods()
     for method, why in skipped.items():
         log(f"skip {method}: {why}")
     start = time.perf_counter()
-    measured = repro.measure(list(range(seeds)), quick, progress, out_dir)
+    if executor is None:
+        measured = repro.measure(list(range(seeds)), quick, progress, out_dir)
+    else:
+        measured = executor.measure(repro, list(range(seeds)), quick, out_dir)
     seconds = time.perf_counter() - start
     rows = [
         verdict(cell, measured.get((cell.method, cell.metric)), repro.tolerance, skipped.get(cell.method) or repro.known_gaps.get(cell.method, ""))

@@ -50,7 +50,7 @@ from xaiboard.tasks.ba_shapes import MotifNodeTask
 from xaiboard.tasks.graph import GraphInputs, union_of_subgraphs
 from ..registry import METHODS, TASKS
 from ..task import GraphCall
-from .base import REPRODUCTIONS, Measured, Published, Reproduction
+from .base import REPRODUCTIONS, Cells, Measured, Published, Reproduction
 from .gnnexplainer_table1 import RECIPE, accuracy, train
 
 MotifOf = Callable[[Tensor], Tensor]
@@ -63,6 +63,8 @@ HOPS, TOP_K, LBFGS_STEPS = 3, 5, 100
 QUICK_NODES, QUICK_EPOCHS = 20, 50
 #: the board method's convention (target class = the true label), signed and absolute
 BOARD_SIGNED, BOARD_ABS = "fastdnx (board: target-class contribution)", "fastdnx (board: |target-class contribution|)"
+#: the suffix of the rows measured once on the board's committed model, not per seed
+BOARD_MODEL = ", board model"
 
 
 def distil(model: nn.Module, x: Tensor, edge_index: Tensor, hops: int) -> nn.Linear:
@@ -134,10 +136,16 @@ class FastDnXBAShapes(Reproduction):
         nodes = torch.arange(*NODES)[: QUICK_NODES if quick else None]
         measured: dict[tuple[str, str], Measured] = {}
         for name, value in accuracies(task.model(), task, nodes).items():
-            measured[(f"{name}, board model", METRIC)] = Measured([value])
+            measured[(name + BOARD_MODEL, METRIC)] = Measured([value])
         for seed in tqdm(seeds, desc=self.name, disable=not progress):
             model = train(task.data, task.num_classes, seed, QUICK_EPOCHS if quick else RECIPE["epochs"])
             measured.setdefault(("model accuracy", "BA-Shapes, all nodes"), Measured()).values.append(accuracy(model, task.data))
             for name, value in accuracies(model, task, nodes).items():
                 measured.setdefault((name, METRIC), Measured()).values.append(value)
         return measured
+
+    def merge(self, parts: Sequence[Cells], quick: bool, out_dir: Path) -> Cells:
+        """Seeds run apart: the board model's rows do not depend on the seed and are measured
+        once, so the first seed's stand; the trained models' rows are per seed (the default)."""
+        merged = super().merge(parts, quick, out_dir)
+        return {key: parts[0][key] if key[0].endswith(BOARD_MODEL) else cell for key, cell in merged.items()}

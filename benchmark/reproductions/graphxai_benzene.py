@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from xaiboard.tasks.benzene import DenseGIN, DenseGraphs, data_dir, load_model, test_graphs
 
-from .base import REPRODUCTIONS, Measured, Published, Reproduction
+from .base import REPRODUCTIONS, Cells, Measured, Published, Reproduction
 from .node_attribution import BOARD_EXPLAINERS, PAPER_EXPLAINERS, NodeExplainer, loss_gradient_norm
 
 #: GraphXAI's ``top_k`` of ``graph_exp_faith_graph``
@@ -166,3 +166,13 @@ class GraphXAIBenzene(Reproduction):
                 )
                 bar.update()
         return measured
+
+    def merge(self, parts: Sequence[Cells], quick: bool, out_dir: Path) -> Cells:
+        """Seeds run apart: only the random explainer depends on the seed (its values per seed);
+        the others are measured once, with the first seed, as :meth:`measure` does; every
+        row's evidence is the first seed's distribution test, as in :meth:`measure`."""
+        merged = {}
+        for key, first in parts[0].items():
+            values = [v for part in parts for v in part[key].values] if key[0] == "random" else first.values * len(parts)
+            merged[key] = Measured(values=values, evidence=first.evidence)
+        return merged

@@ -55,7 +55,7 @@ from ..metrics.fidelity import robust_keep_masks
 from ..metrics.perturbation_curves import feature_ranks
 from ..registry import TASKS
 from ..removal import RemovalEngine
-from .base import REPRODUCTIONS, Measured, Published, Reproduction
+from .base import REPRODUCTIONS, Cells, Measured, Published, Reproduction
 
 FIGURE = "edit-distance heatmaps (authors' Figs. of Fid+, Fid-, FidΔ on BA-2Motifs and Tree-Cycles)"
 GRID = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9)
@@ -215,19 +215,36 @@ class RobustFidelity(Reproduction):
 
     def measure(self, seeds: Sequence[int], quick: bool, progress: bool, out_dir: Path) -> dict[tuple[str, str], Measured]:
         n, draws = (QUICK_SAMPLES, QUICK_DRAWS) if quick else (SAMPLES, DRAWS)
-        measured: dict[tuple[str, str], Measured] = {}
+        runs: dict[str, list[dict[tuple[str, str], np.ndarray]]] = {dataset: [] for dataset in DATASETS}
         with tqdm(total=len(DATASETS) * len(seeds), desc=self.name, disable=not progress) as bar:
             for dataset, task_name in DATASETS.items():
-                runs = []
                 for seed in seeds:
-                    runs.append(grids(task_name, seed, n, draws))
+                    runs[dataset].append(grids(task_name, seed, n, draws))
                     bar.update()
-                mean_grids = {key: np.mean([run[key] for run in runs], axis=0) for key in runs[0]}
-                for (fid, form), grid in mean_grids.items():
-                    for check, share in CHECKS.items():
-                        shares = [share(run[(fid, form)], HIGHER[fid]) for run in runs]
-                        held = float(np.mean(shares)) == 1.0 if form == FORMS[1] else float(np.mean(shares)) < 1.0
-                        measured[(form, f"{fid} {dataset}: {check}")] = Measured(
-                            values=shares, holds=held, evidence={"grid": grid, "removed": GRID, "added": GRID})
-                plot(mean_grids, dataset, out_dir / f"{self.name}-{dataset.lower()}.png")
+        return self.pooled(runs, out_dir)
+
+    def merge(self, parts: Sequence[Cells], quick: bool, out_dir: Path) -> Cells:
+        """Seeds run apart: each seed's grids are its cells' evidence (a mean over one seed),
+        pooled again as :meth:`measure` pools them, so claims and plots are on the mean grids."""
+        first_check = next(iter(CHECKS))
+        runs = {
+            dataset: [{(fid, form): part[(form, f"{fid} {dataset}: {first_check}")].evidence["grid"]
+                       for fid in FIDELITIES for form in FORMS} for part in parts]
+            for dataset in DATASETS
+        }
+        return self.pooled(runs, out_dir)
+
+    def pooled(self, runs: dict[str, list[dict[tuple[str, str], np.ndarray]]], out_dir: Path) -> Cells:
+        """The cells from each dataset's per-seed grids: shares per seed, claims and evidence on
+        the grids averaged over the seeds, which are also plotted."""
+        measured: Cells = {}
+        for dataset, seeds_grids in runs.items():
+            mean_grids = {key: np.mean([run[key] for run in seeds_grids], axis=0) for key in seeds_grids[0]}
+            for (fid, form), grid in mean_grids.items():
+                for check, share in CHECKS.items():
+                    shares = [share(run[(fid, form)], HIGHER[fid]) for run in seeds_grids]
+                    held = float(np.mean(shares)) == 1.0 if form == FORMS[1] else float(np.mean(shares)) < 1.0
+                    measured[(form, f"{fid} {dataset}: {check}")] = Measured(
+                        values=shares, holds=held, evidence={"grid": grid, "removed": GRID, "added": GRID})
+            plot(mean_grids, dataset, out_dir / f"{self.name}-{dataset.lower()}.png")
         return measured

@@ -84,7 +84,7 @@ from ..metrics.randomisation import cascading_randomisation, fully_randomised, r
 from ..metrics.rank_correlation import spearman
 from ..registry import METHODS, TASKS
 from ..task import Task
-from .base import REPRODUCTIONS, Measured, Published, Reproduction
+from .base import REPRODUCTIONS, Cells, Measured, Published, Reproduction
 from .mnist_lenet import LeNetMnist, missing
 
 SAMPLES, QUICK_SAMPLES = 64, 8
@@ -251,25 +251,45 @@ class SanityChecks(Reproduction):
     default_seeds = 3
     known_gaps = {method: "the claim does not hold on this model" for method in (*CLAIMS, CONTRAST_ROW)}
 
-    def measure(self, seeds: Sequence[int], quick: bool, progress: bool, out_dir: Path) -> dict[tuple[str, str], Measured]:
+    def measure(self, seeds: Sequence[int], quick: bool, progress: bool, out_dir: Path) -> Cells:
         n = QUICK_SAMPLES if quick else SAMPLES
         # --quick checks the claims only: the other methods' curves are not needed for them
         methods = [m for m in (CLAIMS if quick else self.registry_methods) if m in METHODS]
-        measured: dict[tuple[str, str], Measured] = {}
-        curves: dict[str, dict[str, dict[str, list]]] = {}
+        runs: dict[str, dict[str, list[dict]]] = {}
         with tqdm(total=len(SETTINGS) * len(methods) * len(seeds), desc=self.name, disable=not progress) as bar:
             for setting in SETTINGS:
-                if (why := setting.unavailable()) is not None:
-                    measured.update({(c.method, c.metric): Measured(reason=why) for c in published_cells(setting)})
+                if setting.unavailable() is not None:
                     bar.update(len(methods) * len(seeds))
                     continue
                 task = setting.task()
-                runs = {}
+                runs[setting.label] = {}
                 for method in methods:
-                    runs[method] = [cascade_curves(task, method, seed, n) for seed in seeds]
+                    runs[setting.label][method] = [cascade_curves(task, method, seed, n) for seed in seeds]
                     bar.update(len(seeds))
-                curves[setting.label] = {method: _mean_curve(r) for method, r in runs.items()}
-                measured.update(_cells(setting, runs))
+        return self.pooled(runs, out_dir)
+
+    def merge(self, parts: Sequence[Cells], quick: bool, out_dir: Path) -> Cells:
+        """Seeds run apart: each seed's curve is its cells' evidence (a mean over one seed), pooled
+        again as :meth:`measure` pools them, so the claims are checked on the mean over seeds."""
+        runs: dict[str, dict[str, list[dict]]] = {}
+        for setting in SETTINGS:
+            methods = [m for (m, metric), cell in parts[0].items() if metric == final(setting) and cell.values]
+            if methods:
+                runs[setting.label] = {m: [part[(m, final(setting))].evidence["curve"] for part in parts] for m in methods}
+        return self.pooled(runs, out_dir)
+
+    def pooled(self, runs: dict[str, dict[str, list[dict]]], out_dir: Path) -> Cells:
+        """The cells from each network's per-method, per-seed curves (a network missing from
+        ``runs`` could not run here: its cells say why), and the plot of the mean curves."""
+        measured: Cells = {}
+        curves: dict[str, dict[str, dict[str, list]]] = {}
+        for setting in SETTINGS:
+            if setting.label not in runs:
+                why = setting.unavailable() or "not measured"
+                measured.update({(c.method, c.metric): Measured(reason=why) for c in published_cells(setting)})
+                continue
+            curves[setting.label] = {method: _mean_curve(r) for method, r in runs[setting.label].items()}
+            measured.update(_cells(setting, runs[setting.label]))
         plot(curves, out_dir / f"{self.name}.png")
         return measured
 
