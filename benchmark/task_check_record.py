@@ -20,7 +20,8 @@ RANDOM_DRAWS = 8
 CHECKS_FOLDER = "_tasks"  # a leading "_": no method name (card.NAME_PATTERN) can take it
 FORMAT = 1
 FLAG_LINE = "ground truth reachable without the model"
-PASS_RULE = f"pass iff ground-truth drop > 0 and ground-truth drop >= {PASS_RATIO:g} x random drop"
+PASS_RULE = (f"pass iff ground-truth drop > 0 and ground-truth drop >= {PASS_RATIO:g} x random drop "
+             "(as many random features outside the ground truth)")
 FLAG_RULE = f"flagged iff the best prior's max(AUROC, 1 - AUROC) > {FLAG_AUROC}"
 
 
@@ -91,7 +92,7 @@ def faithfulness_frame(faithful: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame([
         {"removed": "ground-truth features", "mean drop of p(target)": _fmt(faithful.get("gt_drop")),
          "± se": _fmt(faithful.get("gt_se")), "samples": faithful.get("samples", 0)},
-        {"removed": f"as many random valid features ({draws} draws)", "mean drop of p(target)": _fmt(faithful.get("random_drop")),
+        {"removed": f"as many random valid features outside it ({draws} draws)", "mean drop of p(target)": _fmt(faithful.get("random_drop")),
          "± se": _fmt(faithful.get("random_se")), "samples": faithful.get("samples", 0)},
     ])  # fmt: skip
 

@@ -104,7 +104,7 @@ class BoardTables:
                          f"has ground-truth AUROC {best['reach']:.2f})")  # fmt: skip
         if check["faithfulness"].get("passed") is False:
             lines.append(f"{task}: its model does not read the ground truth (removing it drops the target "
-                         f"probability less than twice as much as removing as many random features)")  # fmt: skip
+                         f"probability less than twice as much as removing as many random features outside it)")  # fmt: skip
         return lines
 
     def overview(self) -> pd.DataFrame:

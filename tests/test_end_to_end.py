@@ -22,6 +22,7 @@ from xaiboard.benchmark.cli import suite_tasks
 from xaiboard.benchmark.paths import submissions_dir
 from xaiboard.benchmark.registry import METHODS, METRICS, TASKS
 from xaiboard.benchmark.store import ResultStore
+from xaiboard.benchmark.task_check_record import read_checks
 
 from mirror_graph import tu_data_root
 
@@ -41,6 +42,9 @@ GROUND_TRUTH_TASKS = [t for t in COMMITTED_TASKS if TASKS.factory(t).has_ground_
 #: the only (task, method) pairs recorded as not applicable, with the reason: GOAt is exact for
 #: at most 3 message-passing layers, and the v2 Tree-Cycles and BA-2Motifs GINs have 4
 NOT_APPLICABLE = {("graph/tree-cycles", "goat"), ("graph/ba-2motifs", "goat")}
+#: ground-truth tasks whose committed task check must pass (issue 13): the graph v2 tasks, whose
+#: models were retrained with DropEdge for it
+CHECKED_GRAPH_TASKS = ["graph/ba-shapes", "graph/tree-cycles", "graph/ba-2motifs"]
 
 
 def methods_of(task: str) -> set[str]:
@@ -136,6 +140,21 @@ def test_committed_ground_truth_claims(committed, task):
     assert abs(random_auroc - 0.5) <= 0.05
     best = max(committed[(task, method, "gt_auroc")] for method in ("saliency", "integrated_gradients"))
     assert best >= random_auroc + 0.15
+
+
+@pytest.mark.parametrize("task", CHECKED_GRAPH_TASKS)
+def test_committed_task_checks_are_current_and_pass(task):
+    """The committed ``xaiboard task check`` record (``submissions/_tasks/``) was computed with this
+    checkout's task code and model, and it passes: no model-free prior flags the task, and removing
+    the ground truth drops the target probability at least twice as much as removing as many
+    random features. Retraining a model without regenerating the record (``xaiboard task check
+    TASK --results-dir submissions``) fails here."""
+    checks, problems = read_checks(submissions_dir())
+    assert not problems, problems
+    record, instance = checks[task], TASKS.create(task)
+    assert record["task_fingerprint"] == instance.fingerprint(instance.model("cpu"))
+    assert (record["seed"], record["n_samples"]) == (0, len(instance.samples("test", 64, 0)))
+    assert not record["flagged"] and record["faithfulness"]["passed"], record["faithfulness"]
 
 
 @pytest.mark.parametrize("task", COMMITTED_TASKS)
