@@ -327,6 +327,14 @@ class ShapesTaskV2(ShapesTask):
     five loses its whole object, with a uniform target. A zeroed object leaves a black
     silhouette of its shape, which a model trained on clean images would still read; trained
     this way it reads removed pixels as missing, as faithfulness metrics assume.
+
+    Batches of 32, 80 epochs (20,480 Adam steps): the accuracy was limited by the number of
+    steps, not by the data or the network's width. Batches of 128 for 40 epochs (2,560 steps)
+    reached 91.3%, with errors spread over every class pair and concentrated on the hard but
+    identifiable samples: small objects, low contrast, objects touching a distractor (88% vs 97%).
+    Objects touching a distractor of nearly their own colour (1.3% of the images), the ones the
+    generator could make ambiguous, were still 85% right, so the generator stays as it is.
+    After 10 epochs of the same data, batches of 128, 64 and 32 reached 57%, 73% and 78%.
     """
 
     name = "image/shapes"
@@ -336,7 +344,8 @@ class ShapesTaskV2(ShapesTask):
     recipe: dict[str, Any] = {
         **ShapesTask.recipe,
         "batch_norm": True,
-        "epochs": 40,
+        "batch_size": 32,
+        "epochs": 80,
         "threads": 1,
         "drop_rate_max": 0.3,
         "object_drop": 0.2,

@@ -87,9 +87,11 @@ def mnist(tmp_path_factory):
 def test_cam_methods_on_the_image_tasks(task_name, name, request):
     """The explanation contract, and nonnegative. A sample's map may be all zero: it is the ReLU
     of a combination of the last convolution's pre-ReLU activations, as Grad-CAM's is; on
-    image/digits those are mostly negative and most Score-CAM (and Grad-CAM) maps are zero."""
+    image/digits those are mostly negative and most Score-CAM (and Grad-CAM) maps are zero. On
+    image/shapes 58 of the first 64 Score-CAM maps are zero (the first non-zero one is the 37th),
+    so "not all zero" is checked on 64 samples there."""
     task = request.getfixturevalue("mnist") if task_name == "image/mnist" else TASKS.create(task_name)
     method = METHODS.create(name)
-    assert_well_formed_and_deterministic(method, task)
+    assert_well_formed_and_deterministic(method, task, n=64 if name == "scorecam" else 4)
     model, batch = task.model(), task.samples("test", 4, seed=0)
     assert (method.explain(model, batch.inputs, batch.targets, task) >= 0).all()
