@@ -148,7 +148,9 @@ def test_shard_reruns_shards_mprt_and_class_sensitivity_for_a_per_sample_method_
 
 def test_every_built_in_metric_is_sharded_or_has_a_stated_reason():
     decided = shards.SEPARABLE | shards.SEPARABLE_RERUNS | set(shards.REASONS)
-    assert set(METRICS.names()) <= decided
+    # other test modules register their own metrics in the same process: only xaiboard's count
+    built_in = {m for m in METRICS.names() if METRICS.factory(m).__module__.startswith("xaiboard.")}
+    assert len(built_in) > 30 and built_in <= decided
     assert not shards.SEPARABLE & set(shards.REASONS) and not shards.SEPARABLE_RERUNS & set(shards.REASONS)
     assert set(shards.PER_SAMPLE_METHODS) <= set(METHODS.names())
 
