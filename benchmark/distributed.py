@@ -6,7 +6,8 @@ still lacks a metric to Ray, longest first by the committed board's per-pair sec
 (``scaling.longest_first``), so that the long pairs do not start last and run alone. A worker
 loads the task and model itself, explains the batch once and evaluates the missing metrics with
 the same ``runner.Run.pair`` the serial executor calls, and *returns* the records; only this
-driver process writes them, so atomic writes and resume work as in a serial run, and nothing relies on a filesystem or memory shared across machines.
+driver process writes them, so atomic writes and resume work as in a serial run, and nothing
+relies on a filesystem or memory shared across machines.
 Each worker keeps its own explanation cache (under the run's cache root on its node) and its
 own per-pair memo; unlike the serial executor, pairs of one task do not share a memo.
 

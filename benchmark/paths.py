@@ -34,6 +34,12 @@ def results_dir() -> Path:
     return Path(os.environ.get("XAIBOARD_RESULTS", Path.cwd() / "results"))
 
 
+def shared_data_dir() -> Path:
+    """The read-only folder of offline third-party data copies that reproductions read (never
+    copy): ``$XAIBOARD_SHARED_DATA``, or ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("XAIBOARD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
 def cache_dir() -> Path:
     if "XAIBOARD_CACHE" in os.environ:
         return Path(os.environ["XAIBOARD_CACHE"])

@@ -21,8 +21,8 @@ The random features are the control, so they are drawn outside the ground truth:
 all valid features, a set as large as the ground truth hits it with probability
 ``1 - C(E-g, g) / C(E, g)`` (``g`` of ``E`` features), which is small where the truth is a few
 pixels or tokens but 0.79-0.97 on the graph v2 tasks, whose motif is 10-12 of a sample's 49-105
-edges on average (measured over 8 draws on their test samples). The control then removes part of the truth itself, and a model that reads nothing but the
-truth fails: on ``graph/tree-cycles`` v2 (n = 51), draws that missed the cycle dropped the
+edges on average (measured over 8 draws on their test samples). The control then removes part
+of the truth itself, and a model that reads nothing but the truth fails: on ``graph/tree-cycles`` v2 (n = 51), draws that missed the cycle dropped the
 target probability by 0.001 and draws that hit it by 0.97, so "random" removal dropped it by 0.76
 against 0.98 for the cycle. Drawn outside the truth, the control asks what the check means to
 ask: does the model depend on the ground truth more than on as much of the rest of the input?

@@ -20,7 +20,6 @@ tensors repeated along the batch), so node-level gradient methods need no graph 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields, replace
 from functools import cache
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import DenseGINConv
 
-from xaiboard.benchmark.paths import REPO_ROOT
+from xaiboard.benchmark.paths import shared_data_dir
 
 NUM_ATOM_TYPES = 14
 HIDDEN = 32
@@ -43,8 +42,7 @@ Pool = Literal["mean", "add"]
 
 def data_dir() -> Path:
     """The read-only Benzene folder: ``$XAIBOARD_SHARED_DATA/graphxai-benzene``."""
-    root = Path(os.environ.get("XAIBOARD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-    return root / "graphxai-benzene"
+    return shared_data_dir() / "graphxai-benzene"
 
 
 @dataclass

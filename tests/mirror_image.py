@@ -8,10 +8,8 @@ uses against the hub (see ``tasks/hub.py``).
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
-import numpy as np
 import torch
 import xaiboard.benchmark.metrics
 import xaiboard.methods  # noqa: F401  (registers the baselines)
@@ -19,17 +17,12 @@ from torch import Tensor, nn
 from xaiboard.benchmark.cache import ExplanationCache
 from xaiboard.benchmark.record import ResultRecord
 from xaiboard.benchmark.runner import run
+from xaiboard.benchmark.reproductions.mnist_lenet import read_idx
 from xaiboard.benchmark.store import ResultStore
 from xaiboard.tasks.image import ImageTask
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST_COPY = SHARED_DATA / "mnist-test"
-
-
-def read_idx(path: Path, offset: int) -> np.ndarray:
-    """The uint8 payload of a gzipped IDX file after its ``offset``-byte header."""
-    with gzip.open(path, "rb") as handle:
-        return np.frombuffer(handle.read(), dtype=np.uint8, offset=offset)
 
 
 def build_mnist_mirror(mirror: Path) -> Path:

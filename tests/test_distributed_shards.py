@@ -187,6 +187,8 @@ def test_reproduction_default_merge_concatenates_values_and_keeps_shared_evidenc
     assert merged_cell(cells) == Measured([1.0, 2.0], False, {"k": [1, 2]})
     differing = [Measured([1.0], None, {"k": 1}), Measured([2.0], None, {"k": 2})]
     assert merged_cell(differing) == Measured([1.0, 2.0], None, {"per_seed": [{"k": 1}, {"k": 2}]})
+    reasoned = [Measured([1.0], False, reason="off on this model"), Measured([2.0], False, reason="off on this model")]
+    assert merged_cell(reasoned).reason == "off on this model"  # the verdict shows it, as after a serial run
 
 
 def same_evidence(a, b) -> bool:

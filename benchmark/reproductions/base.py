@@ -138,7 +138,8 @@ class Reproduction(ABC):
         The default is exact for a reproduction whose seeds are independent runs and whose claims
         and evidence are per seed: values concatenated in seed order; a claim holds when it held
         for every seed (``None`` when no seed checked it); evidence equal in every seed is kept,
-        other evidence becomes the list of the seeds' under ``"per_seed"``. A reproduction that
+        other evidence becomes the list of the seeds' under ``"per_seed"``; a cell's ``reason`` is
+    the first seed's (it says why a cell is off on this protocol, not on a seed). A reproduction that
         pools its seeds (a claim on their mean, an averaged curve, a plot, a cell measured once)
         overrides it.
         """
@@ -155,7 +156,7 @@ def merged_cell(cells: Sequence[Measured]) -> Measured:
     first = cells[0].evidence
     same = all(_equal(cell.evidence, first) for cell in cells)
     return Measured(values=[v for cell in cells for v in cell.values], holds=all(checked) if checked else None,
-                    evidence=first if same else {"per_seed": [cell.evidence for cell in cells]})
+                    evidence=first if same else {"per_seed": [cell.evidence for cell in cells]}, reason=cells[0].reason)
 
 
 def _equal(a: Any, b: Any) -> bool:

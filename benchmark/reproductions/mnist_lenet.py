@@ -14,7 +14,6 @@ test asset, used read-only by the reproduction.
 from __future__ import annotations
 
 import gzip
-import os
 from functools import cache
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from xaiboard.benchmark.paths import REPO_ROOT
+from xaiboard.benchmark.paths import shared_data_dir
 from xaiboard.benchmark.task import Batch, TaskCard
 from xaiboard.tasks.digits import choose
 from xaiboard.tasks.image import ImageTask
@@ -32,14 +31,9 @@ IMAGES = Path("mnist-test") / "t10k-images-idx3-ubyte.gz"
 LABELS = Path("mnist-test") / "t10k-labels-idx1-ubyte.gz"
 
 
-def shared_data() -> Path:
-    """The read-only folder of offline data copies: ``$XAIBOARD_SHARED_DATA`` or ``../shared/data``."""
-    return Path(os.environ.get("XAIBOARD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-
-
 def missing() -> str | None:
     """Why the LeNet or the MNIST copy cannot be read here, or ``None``."""
-    absent = [str(shared_data() / p) for p in (CHECKPOINT, IMAGES, LABELS) if not (shared_data() / p).exists()]
+    absent = [str(shared_data_dir() / p) for p in (CHECKPOINT, IMAGES, LABELS) if not (shared_data_dir() / p).exists()]
     return f"not found: {', '.join(absent)} (set $XAIBOARD_SHARED_DATA)" if absent else None
 
 
@@ -62,16 +56,18 @@ class LeNet(nn.Module):
         return self.fc_3(self.relu_4(self.fc_2(self.relu_3(self.fc_1(x)))))
 
 
+def read_idx(path: Path, offset: int) -> np.ndarray:
+    """The uint8 payload of a gzipped IDX file (MNIST's format) after its ``offset``-byte header."""
+    with gzip.open(path, "rb") as handle:
+        return np.frombuffer(handle.read(), dtype=np.uint8, offset=offset)
+
+
 @cache
 def mnist_test() -> tuple[Tensor, Tensor]:
     """MNIST's 10,000 test images ``[N, 1, 28, 28]`` in ``[0, 1]`` (ink bright) and labels ``[N]``."""
 
-    def payload(path: Path, offset: int) -> np.ndarray:
-        with gzip.open(shared_data() / path, "rb") as handle:
-            return np.frombuffer(handle.read(), dtype=np.uint8, offset=offset)
-
-    images = torch.from_numpy(payload(IMAGES, 16).reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
-    return images, torch.from_numpy(payload(LABELS, 8).astype(np.int64))
+    images = read_idx(shared_data_dir() / IMAGES, 16).reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
+    return torch.from_numpy(images), torch.from_numpy(read_idx(shared_data_dir() / LABELS, 8).astype(np.int64))
 
 
 class LeNetMnist(ImageTask):
@@ -87,7 +83,7 @@ class LeNetMnist(ImageTask):
 
     @property
     def card(self) -> TaskCard:
-        return TaskCard(dataset=f"MNIST test set (10,000 images), read from {shared_data() / IMAGES.parent}",
+        return TaskCard(dataset=f"MNIST test set (10,000 images), read from {shared_data_dir() / IMAGES.parent}",
                         model="Quantus' LeNet (2 conv + max pool stages, 3 dense layers), pretrained, 99.0% test accuracy",
                         feature_space="pixels 28x28 (one channel)", removal=self.removal_name,
                         ground_truth="none (real handwriting)", licence="LeNet: LGPL-3.0-or-later (Quantus); MNIST: CC BY-SA 3.0")
@@ -97,7 +93,7 @@ class LeNetMnist(ImageTask):
 
     def model(self, device: torch.device | str = "cpu") -> nn.Module:
         model = self.build_model()
-        model.load_state_dict(torch.load(shared_data() / CHECKPOINT, map_location="cpu", weights_only=True))
+        model.load_state_dict(torch.load(shared_data_dir() / CHECKPOINT, map_location="cpu", weights_only=True))
         return model.eval().to(device)
 
     def samples(self, split: str, n: int, seed: int) -> Batch:
