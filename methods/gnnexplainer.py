@@ -129,8 +129,8 @@ class GNNExplainerExplainer(Explainer):
     - the tasks' GINs sum their messages and read a motif only at edge weights near 1 (BA-Shapes
       v2: P(house) is 0.91 on the full graph, 0.04 with every edge at 0.5, 0.05 with the house at
       0.75 and the rest at 0.5, 0.94 with the house alone; Tree-Cycles v2: 0.00 with every edge at
-      0.5 or 0.9), so from PyG's start the target is lost and the gradient is flat or points the
-      wrong way; the same held at the graph level (BA-2Motifs v1 house graphs 0.37);
+      0.5, 0.03 at 0.9), so from PyG's start the target is lost and the gradient is flat or points
+      the wrong way; the same held at the graph level (BA-2Motifs v1 house graphs 0.37);
     - started near the full graph, nothing was pruned: PyG's entropy term is a *mean* over a
       sample's ``E_b`` edges, its size term a *sum*, so at logit ``l`` the entropy pulls each edge
       up by ``edge_ent * l / E_b`` against the size term's ``edge_size``: 0.04 (``E_b`` ~ 100,
