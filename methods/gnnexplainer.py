@@ -115,25 +115,45 @@ class GraphCallModel(nn.Module):
 class GNNExplainerExplainer(Explainer):
     """Soft edge mask fitted to keep the target class (phenomenon), sigmoid values in ``[0, 1]``.
 
-    Edges outside an output's receptive field get no gradient and score 0 (PyG's hard mask).
-    ``epochs`` and ``edge_size`` are PyG's defaults (100, 0.005) at both task levels; the rest
-    is set per task level (parameters prefixed ``node_`` / ``graph_``):
+    Edges outside an output's receptive field get no gradient and score 0 (PyG's hard mask). The
+    loss is the cross-entropy of the *target* (the class the harness asks to explain, as for every
+    other method), not of the model's prediction as in the original code; on the evaluated
+    samples they differ only where the model is wrong.
 
-    - node level: PyG's defaults (``lr`` 0.01, ``edge_ent`` 1.0, masks start near 0.5).
-    - graph level: masks start near the full graph (``init_logit`` 4: sigmoid 0.98), with
-      ``lr`` 0.2 and ``edge_ent`` 5.0. The graph tasks' GIN reads a motif only at edge weights
-      near 1 (BA-2Motifs: P(house) is 0.15 with every edge at 0.5, 0.01 with the house at 0.75
-      and the rest at 0.5, 0.99 with the house at 1), so from PyG's start (every mask near 0.5)
-      the gradient pushes the house's edges *down*: ground-truth AUROC 0.37 on house graphs,
-      0.44 overall on 64 test graphs, below random (0.48). From near 1, the size term prunes
-      the edges the prediction does not need: 0.94 on house graphs (128 train graphs, seed 1),
-      and the larger ``lr`` and entropy weight let the masks leave the start and settle at 0 or
-      1 within 100 epochs (``init_logit`` 4 with PyG's ``lr`` 0.01: 0.55; with 0.1: 0.85).
-      Cycle graphs stay near chance at every setting tried (0.23-0.69): the model predicts
-      "cycle" on the empty graph, so no edge is needed to keep that class and the objective
-      has nothing to find there. Mutagenicity is unchanged (0.59 on 128 train molecules).
-      On the default suite's 64 test graphs: BA-2Motifs 0.44 -> 0.73 (random 0.48),
-      Mutagenicity 0.59 -> 0.59 (random 0.48).
+    One setting for both task levels: masks start near the full graph (``init_logit`` 4: sigmoid
+    0.98), ``lr`` 0.05, ``edge_size`` 0.2, ``edge_ent`` 1.0 (PyG's), 100 epochs (PyG's). Why the
+    earlier settings scored *below* random (ground-truth AUROC, 64 test samples: BA-Shapes v2 0.46
+    with PyG's defaults, start near 0.5, ``lr`` 0.01, ``edge_size`` 0.005; BA-2Motifs v2 0.47 with
+    a start near 1, ``lr`` 0.2, ``edge_ent`` 5):
+
+    - the tasks' GINs sum their messages and read a motif only at edge weights near 1 (BA-Shapes
+      v2: P(house) is 0.91 on the full graph, 0.04 with every edge at 0.5, 0.05 with the house at
+      0.75 and the rest at 0.5, 0.94 with the house alone; Tree-Cycles v2: 0.00 with every edge at
+      0.5, 0.03 at 0.9), so from PyG's start the target is lost and the gradient is flat or points
+      the wrong way; the same held at the graph level (BA-2Motifs v1 house graphs 0.37);
+    - started near the full graph, nothing was pruned: PyG's entropy term is a *mean* over a
+      sample's ``E_b`` edges, its size term a *sum*, so at logit ``l`` the entropy pulls each edge
+      up by ``edge_ent * l / E_b`` against the size term's ``edge_size``: 0.04 (``E_b`` ~ 100,
+      ``l`` 4) against 0.005 (with ``edge_ent`` 5 and BA-2Motifs' ~50 edges: 0.4). Every mask rose
+      towards 1 and only the prediction's gradient at the full graph ordered them: Tree-Cycles v2
+      0.65 after one epoch, 0.02 after 100 (the cycle edges rose least). An ``edge_size`` above the
+      entropy's pull starts the pruning: the edges the prediction does not need fall, the motif is
+      held by the prediction term.
+
+    Chosen on 64 *train* samples per task, then measured on 64 test samples (seed 0; BA-Shapes v2
+    has 40 test nodes, Tree-Cycles v2 51), earlier settings -> these: BA-Shapes v2 0.46 -> 0.93,
+    Tree-Cycles v2 0.60 -> 1.00, BA-2Motifs v2 0.47 -> 0.66, Mutagenicity 0.59 -> 0.96 (random:
+    0.49-0.52); the archived v1 tasks BA-Shapes 0.93 -> 0.96, Tree-Cycles 0.73 -> 0.76 (its GCN's
+    saliency: 0.72), BA-2Motifs 0.73 -> 0.77. Seeds 1 and 2 move none by more than 0.01, and the
+    setting holds on GINs retrained with other seeds: BA-Shapes v2 (seed 1) 0.94, previously 0.44;
+    BA-2Motifs v2 (seed 2) 0.87, previously 0.51. Two limits are the models', not the fit's:
+    BA-2Motifs v2 house graphs stay at 0.48 (bowtie graphs: 0.98) and v1 cycle graphs at 0.36,
+    because each model predicts that class on the empty graph, so no edge is needed to keep it and
+    the objective has nothing to find. Neighbouring settings agree within 0.05 on the v2 tasks
+    (``lr`` 0.05-0.2, ``edge_size`` 0.2-0.5, ``init_logit`` 4-5, 100-200 epochs); ``edge_size``
+    0.1 or ``lr`` 0.02 are too weak (train samples: BA-Shapes v2 0.84-0.87, Mutagenicity
+    0.72-0.82), and an ``edge_size`` of 0.005 from the same start ranks the cycles last
+    (Tree-Cycles v2 0.02).
     """
 
     name = "gnnexplainer"
@@ -142,25 +162,18 @@ class GNNExplainerExplainer(Explainer):
     passes = "{epochs} forward + backward (one joint fit per batch)"
     paper = "Ying et al., GNNExplainer: Generating Explanations for Graph Neural Networks, NeurIPS 2019"
     modalities = frozenset({"graph"})
-    description = "GNNExplainer (Ying et al. 2019), PyG, edge mask, one joint fit per batch"
+    description = "GNNExplainer (Ying et al. 2019), PyG, edge mask started near the full graph, one joint fit per batch"
 
     def __init__(
         self,
         epochs: int = 100,
-        edge_size: float = 0.005,
-        node_lr: float = 0.01,
-        node_edge_ent: float = 1.0,
-        node_init_logit: float = 0.0,
-        graph_lr: float = 0.2,
-        graph_edge_ent: float = 5.0,
-        graph_init_logit: float = 4.0,
+        lr: float = 0.05,
+        edge_size: float = 0.2,
+        edge_ent: float = 1.0,
+        init_logit: float = 4.0,
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            epochs=epochs, edge_size=edge_size, node_lr=node_lr, node_edge_ent=node_edge_ent,
-            node_init_logit=node_init_logit, graph_lr=graph_lr, graph_edge_ent=graph_edge_ent,
-            graph_init_logit=graph_init_logit, seed=seed,
-        )
+        super().__init__(epochs=epochs, lr=lr, edge_size=edge_size, edge_ent=edge_ent, init_logit=init_logit, seed=seed)
 
     def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
         call = task.graph_call(model, inputs)
@@ -168,12 +181,12 @@ class GNNExplainerExplainer(Explainer):
             raise ValueError(f"gnnexplainer: task {task.name} provides no graph call")
         valid = task.valid_features(inputs)
         sample, slot = call.edge_slot.unbind(dim=1)
-        p, level = self.params, call.task_level
+        p = self.params
         algorithm = BatchedGNNExplainer(
-            sample, valid.shape[0], init_logit=p[f"{level}_init_logit"], epochs=p["epochs"], lr=p[f"{level}_lr"],
-            edge_size=p["edge_size"], edge_ent=p[f"{level}_edge_ent"],
+            sample, valid.shape[0], init_logit=p["init_logit"], epochs=p["epochs"], lr=p["lr"],
+            edge_size=p["edge_size"], edge_ent=p["edge_ent"],
         )
-        explainer = edge_mask_explainer(GraphCallModel(model, call), algorithm, level)
+        explainer = edge_mask_explainer(GraphCallModel(model, call), algorithm, call.task_level)
         full_target = targets.new_zeros(int(call.index.max()) + 1)
         full_target[call.index] = targets
         devices = [call.x.device] if call.x.device.type == "cuda" else []

@@ -55,16 +55,36 @@ def test_pgexplainer_graph_level_starts_near_the_full_graph():
     PGExplainer finds the motifs (0.96 measured here), from PyG's start (bias 0, masks near 0.5) it
     ranks them last (0.02): the floor and the ceiling are far from both."""
     assert auroc("pgexplainer", "graph/ba-2motifs@1", 16, train_samples=32) > 0.8
-    assert auroc("pgexplainer", "graph/ba-2motifs@1", 16, train_samples=32, graph_init_logit=0.0) < 0.3
+    assert auroc("pgexplainer", "graph/ba-2motifs@1", 16, train_samples=32, init_logit=0.0) < 0.3
+
+
+def test_pgexplainer_node_level_prunes_from_near_the_full_graph():
+    """BA-Shapes v2's GIN reads a house only at edge weights near 1: from the full graph with the
+    node-level size 0.5 PGExplainer finds the houses (0.97 measured here), from a zero bias it does
+    not (0.59), and with PyG's size 0.05 the entropy's pull towards 1 wins, nothing is pruned and
+    the houses rank below the rest (0.32)."""
+    assert auroc("pgexplainer", "graph/ba-shapes", 16, train_samples=32) > 0.9
+    assert auroc("pgexplainer", "graph/ba-shapes", 16, train_samples=32, init_logit=0.0) < 0.75
+    assert auroc("pgexplainer", "graph/ba-shapes", 16, train_samples=32, node_edge_size=0.05) < 0.5
 
 
 def test_gnnexplainer_graph_level_finds_the_houses():
-    """On house graphs of BA-2Motifs (cycle graphs need no edge to stay "cycle"): 0.86 measured
-    with the graph-level settings, 0.38 with PyG's (start near 0.5, lr 0.01, entropy 1); the
-    fit is seeded, so the floor's margin is against code changes, not against noise."""
+    """On house graphs of BA-2Motifs v1 (cycle graphs need no edge to stay "cycle"): 1.00 measured
+    with the defaults, 0.38 with PyG's (start near 0.5, lr 0.01, size 0.005); the fit is seeded,
+    so the floor's margin is against code changes, not against noise."""
     assert auroc("gnnexplainer", "graph/ba-2motifs@1", 16, labels=(0,)) > 0.75
-    pyg = dict(graph_init_logit=0.0, graph_lr=0.01, graph_edge_ent=1.0)
+    pyg = dict(init_logit=0.0, lr=0.01, edge_size=0.005)
     assert auroc("gnnexplainer", "graph/ba-2motifs@1", 16, labels=(0,), **pyg) < 0.5
+
+
+def test_gnnexplainer_prunes_from_near_the_full_graph():
+    """Tree-Cycles v2's GIN reads a cycle only at edge weights near 1: PyG's start near 0.5 loses
+    it (0.57 measured), and from near 1 a size penalty weaker than the entropy's pull towards 1
+    (PyG's 0.005) prunes nothing, so the cycle edges, which rise least, rank last (0.02); the
+    default size prunes everything else first (1.00)."""
+    assert auroc("gnnexplainer", "graph/tree-cycles", 16) > 0.9
+    assert auroc("gnnexplainer", "graph/tree-cycles", 16, init_logit=0.0, lr=0.01, edge_size=0.005) < 0.7
+    assert auroc("gnnexplainer", "graph/tree-cycles", 16, edge_size=0.005) < 0.2
 
 
 # ---- the contract on every graph task -------------------------------------------------------------

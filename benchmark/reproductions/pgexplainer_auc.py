@@ -7,7 +7,7 @@ explained nodes BA-Shapes 400, 405, ..., 695 and Tree-Cycles 511, 517, ..., 865,
 on its 3-hop computation subgraph, ROC AUC pooled over those subgraphs' edges.
 
 Explainer: PyG's :class:`~torch_geometric.explain.algorithm.PGExplainer` itself (not the board's
-batched ``pgexplainer``, whose node-level learning rate and size coefficient are tuned for the
+batched ``pgexplainer``, whose initial mask bias and node-level size coefficient are tuned for the
 board), with the paper's hyperparameters per dataset (:data:`HYPERPARAMETERS`): on BA-Shapes as
 PyG and the replication by Holdijk et al. (2021) carry them (30 epochs, lr 0.003, size
 coefficient 0.05, entropy coefficient 1.0, temperature 5 -> 2, sampling bias 0.01: PyG's
