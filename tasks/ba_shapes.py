@@ -43,7 +43,7 @@ from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.task import Batch, TaskCard
 
 from .gin import WeightedGIN
-from .graph import GraphInputs, GraphTask, edge_checksum, seeded, stratified_split, union_of_subgraphs
+from .graph import GraphInputs, GraphTask, edge_checksum, lr_schedule, seeded, stratified_split, union_of_subgraphs
 from .weights import load_weights, torch_threads, weights_meta
 
 BASE_NODES = 300
@@ -191,6 +191,7 @@ class MotifNodeTask(GraphTask):
             torch.manual_seed(seed)
             model = self.build_model().to(device)
             optimizer = torch.optim.Adam(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
+            scheduler = lr_schedule(optimizer, r)
             model.train()
             for _ in range(r["epochs"]):
                 optimizer.zero_grad()
@@ -198,6 +199,8 @@ class MotifNodeTask(GraphTask):
                 F.cross_entropy(model(data.x, data.edge_index, edge_weight=kept)[train], data.y[train]).backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), r["clip_grad_norm"])
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
             model.eval()
             with torch.no_grad():
                 accuracy = (model(data.x, data.edge_index)[test].argmax(1) == data.y[test]).float().mean().item()
@@ -395,6 +398,10 @@ class BAShapesV2Task(AnchoredMotifTask):
     edge was out of distribution; now 0.02 against 0.71. With DropEdge, 32 channels reached 91-94%
     (2,000 to 6,000 epochs) and 64 channels 92.5% after 3,000 epochs, 95% after 4,000 (the recipe).
     The price: saliency's ground-truth AUROC is 0.80 on the 40 test samples (0.92 before).
+    Annealing the rate (``lr_schedule: "cosine"``) lifted it to 0.86-0.90 with the check passing,
+    but no recipe tried reached 95% then (90-94%, 24 pilots: width, epochs, rates, DropEdge rates,
+    sum+max aggregation, an input-gradient penalty, 800 base nodes): the GIN misses the same few
+    test nodes next to high-degree base nodes, where one house joint is summed among many neighbours.
     """
 
     name = "graph/ba-shapes"
