@@ -160,9 +160,18 @@ def test_ba_2motifs_classes_have_equal_edge_counts():
     assert (motif_edges == 12).all()
 
 
+#: How far a retrained model's test accuracy may fall from the committed one's. One point
+#: absorbs float round-off on the CPU that trained the committed model. BA-Shapes v2's
+#: 4,000 full-graph epochs amplify the round-off of other CPUs' kernels into other weights: its
+#: committed model (95.0%, AMD EPYC) retrains to 92.5% on an Intel Xeon with torch's AVX-512 or
+#: AVX2 kernels and to 93.75% with its default ones (2026-12-02), i.e. 2 of its 80 test nodes.
+CROSS_CPU_TOLERANCE = {"graph/ba-shapes": 0.03}
+
+
 @pytest.mark.slow  # 1-2 minutes per task on a loaded 2-core machine
 @pytest.mark.parametrize("name", V2_TASKS)
 def test_recipe_reproduces_the_committed_accuracy(name):
     task = TASKS.create(name)
     _, accuracy = task.train_model(seed=0)
-    assert accuracy == pytest.approx(weights_meta(task.weights_stem)["test_accuracy"], abs=0.01)
+    committed = weights_meta(task.weights_stem)["test_accuracy"]
+    assert accuracy == pytest.approx(committed, abs=CROSS_CPU_TOLERANCE.get(name, 0.01))
