@@ -87,6 +87,30 @@ def test_rows_are_ordered_sample_major(task, model, batch):
             torch.testing.assert_close(rows[b * k : (b + 1) * k], expected, atol=ATOL, rtol=0)
 
 
+def test_removal_reuses_one_union_per_k_and_rebuilds_it_when_the_graphs_change(task, model, batch):
+    """``remove`` builds the union of ``k`` copies once per inputs and ``k`` (the engine's chunks
+    only write edge weights): the rows equal the builder's, bit for bit, for every chunk; a graph
+    changed in place gets a new union; gradients still reach node features through the rows."""
+    keep = torch.rand(len(batch), 4, batch.valid.shape[1], generator=torch.Generator().manual_seed(4)) < 0.5
+    inputs = replace(batch.inputs)
+    sample_idx = torch.arange(len(batch)).repeat_interleave(2)
+    with torch.inference_mode():  # as the engine calls it; the plan must outlive inference mode
+        first = [task.remove(inputs, keep[:, k : k + 2]) for k in (0, 2)]
+    assert len(inputs.__dict__["_copies"]) == 1
+    for k, rows in zip((0, 2), first):
+        built = task.select(inputs, sample_idx, keep[:, k : k + 2].reshape(2 * len(batch), -1).float())
+        for field in ("x", "edge_index", "edge_sample", "edge_slot", "center", "node_sample", "node_id", "edge_weight"):
+            assert torch.equal(getattr(rows, field), getattr(built, field)), field
+    plan = task.copies(inputs, 2)
+    assert task.copies(inputs, 2) is plan and task.copies(replace(inputs), 2) is not plan
+    inputs.edge_index.add_(0)  # the same tensor, changed in place
+    assert task.copies(inputs, 2) is not plan
+    x = inputs.x.clone().requires_grad_()
+    rows = task.remove(replace(inputs, x=x), keep[:, :2])
+    task.predict(model, rows).sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("expand", ["tile", "interleave"])
 def test_gradient_forward_accepts_captum_expansions(task, model, batch, expand):
     spec = task.gradient_spec(model, batch.inputs)
