@@ -14,7 +14,10 @@ import torch
 from captum.attr import Saliency
 from sklearn.metrics import roc_auc_score
 
+from xaiboard.benchmark.cost import count_passes
+from xaiboard.benchmark.metrics.perturbation_curves import keep_masks
 from xaiboard.benchmark.registry import TASKS
+from xaiboard.benchmark.removal import RemovalEngine
 from xaiboard.tasks import ba_shapes
 from xaiboard.tasks.ba_shapes import BASE_NODES, BAShapesTask, edge_checksum, motif_of
 from xaiboard.tasks.graph import union_of_subgraphs
@@ -109,6 +112,41 @@ def test_removal_reuses_one_union_per_k_and_rebuilds_it_when_the_graphs_change(t
     rows = task.remove(replace(inputs, x=x), keep[:, :2])
     task.predict(model, rows).sum().backward()
     assert x.grad.abs().sum() > 0
+
+
+def test_engine_computes_the_ends_of_removal_paths_and_the_full_input_once(task, model, batch):
+    """Deletion's and insertion's ends (every valid edge kept, none kept; the two curves differ
+    on padding there) and the unmodified logits are computed once per engine and inputs, bit for
+    bit as a fresh engine computes them; inputs changed in place, or made in inference mode, are
+    computed again."""
+    assert not batch.valid.all(), "the check needs padding"
+    explanation = torch.rand(batch.valid.shape, generator=torch.Generator().manual_seed(5))
+    inputs = replace(batch.inputs, x=batch.inputs.x.clone())
+    engine = RemovalEngine(task, model, 64)
+
+    def run(engine, inputs):
+        curves = [keep_masks(explanation, batch.valid, 4, mode) for mode in ("deletion", "insertion")]
+        scores = [engine.scores(inputs, keep, batch.targets, "logit") for keep in curves]
+        return [*scores, engine.full(inputs, batch.targets), engine.full(inputs, batch.targets, "logit")]
+
+    with count_passes(model) as cost:
+        shared = run(engine, inputs)
+    alone = [run(RemovalEngine(task, model, 64), inputs)[i] for i in range(4)]
+    assert all(torch.equal(a, b) for a, b in zip(shared, alone))
+    assert cost.forward_passes == len(batch) * (5 + 3 + 1)  # insertion: 3 new steps; one full pass
+    with count_passes(model) as cost:
+        again = run(engine, inputs)
+    assert cost.forward_passes == len(batch) * (3 + 3) and all(torch.equal(a, b) for a, b in zip(again, shared))
+    inputs.x.mul_(2.0)  # changed in place: every row again, and other values
+    with count_passes(model) as cost:
+        changed = run(engine, inputs)
+    assert cost.forward_passes == len(batch) * 9 and not torch.equal(changed[0], shared[0])
+    with torch.inference_mode():
+        frozen = replace(inputs, x=inputs.x.clone())
+    with count_passes(model) as cost:
+        run(engine, frozen)
+        run(engine, frozen)
+    assert cost.forward_passes == 2 * len(batch) * (5 + 5 + 2)
 
 
 @pytest.mark.parametrize("expand", ["tile", "interleave"])
