@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Hashable
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -100,10 +101,15 @@ class ChunkSize:
 
     def __init__(self, task: Task, model: nn.Module, device: torch.device) -> None:
         self.task, self.model, self.device = task, model, device
-        self.key = size_key(task, model, device)
         candidates = CANDIDATES.get(device.type, ())
         self.schedule = [*candidates, *reversed(candidates)]
         self.fastest: dict[int, float] = {}
+
+    @cached_property
+    def key(self) -> Hashable:
+        """:func:`size_key`, on first use: every metric context builds an engine, and most never
+        run it (a transformer's parameter count is ~50 us, a sub-millisecond metric's whole cost)."""
+        return size_key(self.task, self.model, self.device)
 
     @property
     def measuring(self) -> bool:
