@@ -117,7 +117,10 @@ class RemovalEngine:
                     step += 1
                 columns = todo[start : start + step]
                 sub = keep[:, start : start + step] if everything else keep[:, columns]
-                timed = self._size is not None and self._size.measuring
+                # a measured chunk is timed unless it is the rest of a longer call: that would time
+                # a smaller size under the candidate's name (a call's first chunk counts even when
+                # the call is smaller than the candidate: such calls never reach its size)
+                timed = self._size is not None and self._size.measuring and (start == 0 or len(columns) >= step)
                 started = self._size.start() if timed else 0.0
                 logits = self._predict(self.task.remove(inputs, sub), rows)
                 parts.append(target_scores(logits, targets.repeat_interleave(sub.shape[1]), output).view(batch, -1))

@@ -196,7 +196,7 @@ def test_engine_values_do_not_depend_on_its_chunks_and_are_ordinary_tensors(batc
     for rows in (3, 7, 24, 100):
         assert torch.equal(RemovalEngine(task, model, rows).scores(batch.inputs, keep, batch.targets), reference)
     engine = RemovalEngine(task, model)
-    for _ in range(6):  # 8 measured chunks of 10 to 61 masks (at most 61 per call), then settled
+    for _ in range(6):  # 8 timed chunks of 10 to 61 masks (untimed: a call's rest), then settled
         scores = engine.scores(batch.inputs, keep, batch.targets)
         assert torch.equal(scores, reference)
     assert list(device.MEASURED.values()) == [engine._rows()] and engine._rows() in device.CANDIDATES["cpu"]
