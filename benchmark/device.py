@@ -8,12 +8,16 @@ first match wins:
 1. ``XAIBOARD_CHUNK_ROWS`` (an integer) fixes it for every engine.
 2. The size measured earlier in this process for the same task, model (class and parameter
    count) and device type.
-3. A measurement (:class:`ChunkSize`): the engine's own first chunks run at each candidate
-   size of the device, in rising then falling order, and the fastest per row wins. The timed
-   chunks are the engine's real work, so measuring costs no extra model pass and leaves every
-   pass count as it was; the model runs per row, so the size changes no value, only the speed
-   (checked bit for bit on the built-in image, text and graph tasks; see :mod:`.removal` on
-   one-row calls).
+3. A measurement (:class:`ChunkSize`): the first chunks of the engines of this task and model
+   run at each candidate size of the device, in rising then falling order, and the fastest per
+   row wins. The timed chunks are the engines' real work, so measuring costs no extra model
+   pass and leaves every pass count as it was; the model runs per row, so the size changes no
+   value, only the speed (checked bit for bit on the built-in image, text and graph tasks; see
+   :mod:`.removal` on one-row calls). The measurement under way is the process's
+   (:data:`PENDING`), not one engine's: the runner builds an engine per (task, method) pair and
+   the bench one per metric run, and an engine whose calls end before the schedule (a deletion
+   curve on a CNN: 5 chunks of the 8) used to start it again, so the size never settled and
+   every engine kept running the 512-row chunks that a small CNN runs 1.2-1.9x slower per row.
 
 Code that plans its own batches by an engine's ``chunk_rows`` gets a deterministic number
 instead, the device's default, per modality on a CPU (a measured size would make such plans,
@@ -32,6 +36,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Hashable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -47,6 +53,19 @@ CANDIDATES = {"cpu": (64, 128, 256, 512), "cuda": (1024, 2048, 4096, 8192), "mps
 MEASURED: dict[Hashable, int] = {}
 
 
+@dataclass
+class Measurement:
+    """A size measurement under way: the candidate sizes still to time (the next first) and the
+    fastest per-row time of each size timed so far."""
+
+    schedule: list[int]
+    fastest: dict[int, float] = field(default_factory=dict)
+
+
+#: measurements under way in this process, per :func:`size_key`, carried on by every engine
+PENDING: dict[Hashable, Measurement] = {}
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is a clear error."""
     if name == "auto":
@@ -60,11 +79,18 @@ def resolve_device(name: str = "auto") -> torch.device:
 def chunk_rows(device: torch.device, task: Task | None = None, model: nn.Module | None = None) -> int:
     """Rows per model call: the override, else the size measured for ``(task, model)`` on this
     device, else the default (per modality on a CPU when ``task`` is given)."""
+    return settled_rows(device, task, size_key(task, model, device) if task is not None and model is not None else None)
+
+
+def settled_rows(device: torch.device, task: Task | None, key: Hashable | None) -> int:
+    """:func:`chunk_rows` for a :func:`size_key` computed once: a :class:`ChunkSize` asks per
+    chunk, and summing the parameter counts each time (~20 us on a 3-layer GIN) added up on
+    models whose chunks take a millisecond."""
     override = os.environ.get("XAIBOARD_CHUNK_ROWS")
     if override:
         return int(override)
-    if task is not None and model is not None and size_key(task, model, device) in MEASURED:
-        return MEASURED[size_key(task, model, device)]
+    if key is not None and key in MEASURED:
+        return MEASURED[key]
     if task is not None and device.type == "cpu":
         return CPU_MODALITY_ROWS.get(task.modality, DEFAULT_CHUNK_ROWS["cpu"])
     return DEFAULT_CHUNK_ROWS.get(device.type, 1024)
@@ -84,26 +110,32 @@ def clock(device: torch.device) -> float:
 
 
 class ChunkSize:
-    """One engine's chunk size on one device: settled, or measured on the engine's own chunks.
+    """One engine's chunk size on one device: settled, or measured on the chunks of this task's
+    and model's engines (:data:`PENDING`).
 
     ``rows()`` is the size for the next chunk; the engine reports each chunk's time with
-    ``record`` while ``measuring`` is true. A chunk cut short by the end of a call counts for
-    its candidate too: where calls are that small, the candidate's full size is never reached.
+    ``record`` while ``measuring`` is true. A call's first chunk counts for its candidate even
+    when the call is smaller (where calls are that small, the candidate's size is never
+    reached); the rest of a longer call is not timed, since it would credit a smaller, faster
+    size to the candidate (a deletion curve's last 2 of 17 masks made 512 rows win on the
+    image CNN, which runs them 1.6x slower per row than 64).
     """
 
     def __init__(self, task: Task, model: nn.Module, device: torch.device) -> None:
         self.task, self.model, self.device = task, model, device
-        self.key = size_key(task, model, device)
-        candidates = CANDIDATES.get(device.type, ())
-        self.schedule = [*candidates, *reversed(candidates)]
-        self.fastest: dict[int, float] = {}
+
+    @cached_property
+    def key(self) -> Hashable:
+        """:func:`size_key`, on first use: every metric context builds an engine, and most never
+        run it (a transformer's parameter count is ~50 us, a sub-millisecond metric's whole cost)."""
+        return size_key(self.task, self.model, self.device)
 
     @property
     def measuring(self) -> bool:
-        return bool(self.schedule) and not os.environ.get("XAIBOARD_CHUNK_ROWS") and self.key not in MEASURED
+        return bool(CANDIDATES.get(self.device.type)) and not os.environ.get("XAIBOARD_CHUNK_ROWS") and self.key not in MEASURED
 
     def rows(self) -> int:
-        return self.schedule[0] if self.measuring else chunk_rows(self.device, self.task, self.model)
+        return self._pending().schedule[0] if self.measuring else settled_rows(self.device, self.task, self.key)
 
     def start(self) -> float:
         return clock(self.device)
@@ -111,7 +143,13 @@ class ChunkSize:
     def record(self, rows: int, n_rows: int, started: float) -> None:
         """Keep the fastest per-row time of ``rows``; after the last scheduled chunk, settle."""
         per_row = (clock(self.device) - started) / max(n_rows, 1)
-        self.fastest[rows] = min(per_row, self.fastest.get(rows, float("inf")))
-        self.schedule.pop(0)
-        if not self.schedule:
-            MEASURED[self.key] = min(self.fastest, key=self.fastest.__getitem__)
+        pending = self._pending()
+        pending.fastest[rows] = min(per_row, pending.fastest.get(rows, float("inf")))
+        pending.schedule.pop(0)
+        if not pending.schedule:
+            MEASURED[self.key] = min(pending.fastest, key=pending.fastest.__getitem__)
+            del PENDING[self.key]
+
+    def _pending(self) -> Measurement:
+        candidates = CANDIDATES[self.device.type]
+        return PENDING.setdefault(self.key, Measurement([*candidates, *reversed(candidates)]))

@@ -9,7 +9,11 @@ padded to the batch's largest edge count ``E_max``.
 Everything that evaluates explanations (removal with ``B x K`` keep-masks, gradient methods'
 forward over edge gates) is one vectorised builder, :meth:`GraphTask.select`: it stacks
 copies of chosen samples' subgraphs with per-edge weights by index arithmetic, without a
-Python loop over samples.
+Python loop over samples. The index arithmetic (:class:`Copies`) depends only on which samples
+are copied, not on the weights, so removal builds it once per inputs and ``K``
+(:meth:`GraphTask.copies`) and each chunk of keep-masks only gathers node features and writes
+edge weights: on a model as small as BA-2Motifs' GIN, rebuilding the union per chunk cost as
+much as the model's passes.
 
 Missingness models (``removal_name``):
 
@@ -57,7 +61,7 @@ GraphRemoval = Literal["zero-weight", "drop-edge"]
 GRAPH_REMOVALS: tuple[GraphRemoval, ...] = ("zero-weight", "drop-edge")
 
 
-@dataclass
+@dataclass(frozen=True)
 class GraphInputs:
     """``B`` samples as one disjoint union of their subgraphs.
 
@@ -65,6 +69,10 @@ class GraphInputs:
     the slots ``0..E_b-1`` in order: the builder relies on both. ``edge_weight`` is ``None``
     for unmodified inputs and holds the keep-weights of model-ready rows from ``remove``;
     after ``drop-edge`` removal ``edge_slot`` still names each kept edge's original slot.
+
+    Frozen: a change (noise, removal, a device) is a new object (``dataclasses.replace``), so
+    the removal plans cached on an object (:meth:`GraphTask.copies`) describe its own graphs;
+    they are also keyed by the tensors' in-place versions.
     """
 
     x: Tensor
@@ -78,6 +86,10 @@ class GraphInputs:
 
     def __len__(self) -> int:
         return int(self.center.numel())
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to a sandboxed worker) without the cached removal plans: they are rebuilt."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def to(self, device: torch.device | str) -> GraphInputs:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -161,6 +173,51 @@ def _segments(counts: Tensor) -> tuple[Tensor, Tensor]:
     group = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
     rank = torch.arange(group.numel(), device=counts.device) - _starts(counts)[group]
     return group, rank
+
+
+@dataclass(frozen=True)
+class Copies:
+    """The index arithmetic of :meth:`GraphTask.select` for one ``sample_idx``: where each row's
+    nodes and edges come from in the source inputs, and the union's structure. It does not
+    depend on node features or edge weights, so one plan serves every set of gates.
+
+    ``structure`` is the union with the source's node features not yet gathered (``x`` empty).
+    """
+
+    structure: GraphInputs
+    node_src: Tensor
+
+    @classmethod
+    def of(cls, inputs: GraphInputs, sample_idx: Tensor) -> Copies:
+        node_start, edge_start = _starts(inputs.node_counts()), _starts(inputs.edge_counts())
+        node_counts, edge_counts = inputs.node_counts()[sample_idx], inputs.edge_counts()[sample_idx]
+        node_row, node_rank = _segments(node_counts)
+        edge_row, edge_slot = _segments(edge_counts)
+        node_src = node_start[sample_idx][node_row] + node_rank
+        edge_src = edge_start[sample_idx][edge_row] + edge_slot
+        shift = _starts(node_counts) - node_start[sample_idx]
+        structure = GraphInputs(
+            x=inputs.x[:0],
+            edge_index=inputs.edge_index[:, edge_src] + shift[edge_row],
+            edge_sample=edge_row,
+            edge_slot=edge_slot,
+            center=inputs.center[sample_idx] + shift,
+            node_sample=node_row,
+            node_id=inputs.node_id[node_src],
+        )
+        return cls(structure, node_src)
+
+    def fill(self, inputs: GraphInputs, gates: Tensor) -> GraphInputs:
+        """The union with ``inputs``' node features and row ``m``'s edge in slot ``f`` weighted
+        ``gates[m, f]``; gradients flow back to both."""
+        rows = self.structure
+        return replace(rows, x=inputs.x[self.node_src], edge_weight=gates[rows.edge_sample, rows.edge_slot])
+
+
+def _structure_version(inputs: GraphInputs) -> tuple[int, ...] | None:
+    """In-place versions of the tensors :class:`Copies` reads (``None``: an inference tensor)."""
+    tensors = (inputs.edge_index, inputs.edge_sample, inputs.edge_slot, inputs.center, inputs.node_sample, inputs.node_id)
+    return None if any(t.is_inference() for t in tensors) else tuple(t._version for t in tensors)
 
 
 def union_of_subgraphs(x: Tensor, edge_index: Tensor, nodes: Tensor, num_hops: int) -> GraphInputs:
@@ -255,29 +312,30 @@ class GraphTask(Task):
         Row ``m``'s edge in slot ``f`` gets weight ``gates[m, f]`` (``gates`` is ``[M, E_max]``);
         gradients flow back to ``gates``.
         """
-        node_start, edge_start = _starts(inputs.node_counts()), _starts(inputs.edge_counts())
-        node_counts, edge_counts = inputs.node_counts()[sample_idx], inputs.edge_counts()[sample_idx]
-        node_row, node_rank = _segments(node_counts)
-        edge_row, edge_slot = _segments(edge_counts)
-        node_src = node_start[sample_idx][node_row] + node_rank
-        edge_src = edge_start[sample_idx][edge_row] + edge_slot
-        shift = _starts(node_counts) - node_start[sample_idx]
-        return GraphInputs(
-            x=inputs.x[node_src],
-            edge_index=inputs.edge_index[:, edge_src] + shift[edge_row],
-            edge_sample=edge_row,
-            edge_slot=edge_slot,
-            center=inputs.center[sample_idx] + shift,
-            node_sample=node_row,
-            node_id=inputs.node_id[node_src],
-            edge_weight=gates[edge_row, edge_slot],
-        )
+        return Copies.of(inputs, sample_idx).fill(inputs, gates)
+
+    def copies(self, inputs: GraphInputs, k: int) -> Copies:
+        """:class:`Copies` of every sample of ``inputs`` ``k`` times in a row (``remove``'s rows),
+        built on first use and kept on ``inputs``, so that the removal engine's chunks of ``k``
+        keep-masks per sample reuse one union. Keyed by the in-place versions of the tensors the
+        structure reads (a graph changed in place gets a new plan; inference tensors have no
+        version and are not memoised). Built outside inference mode: the engine calls ``remove``
+        in it, and its index tensors must stay usable where gradients are taken."""
+        version = _structure_version(inputs)
+        plans = inputs.__dict__.setdefault("_copies", {})
+        if version is None or plans.get(k, (None,))[0] != version:
+            with torch.inference_mode(False):
+                sample_idx = torch.arange(len(inputs), device=inputs.x.device).repeat_interleave(k)
+                plan = Copies.of(inputs, sample_idx)
+            if version is None:
+                return plan
+            plans[k] = (version, plan)
+        return plans[k][1]
 
     # ---- removal ------------------------------------------------------------------------
     def remove(self, inputs: GraphInputs, keep: Tensor) -> GraphInputs:
         batch, k = keep.shape[:2]
-        sample_idx = torch.arange(batch, device=keep.device).repeat_interleave(k)
-        rows = self.select(inputs, sample_idx, keep.reshape(batch * k, -1).to(inputs.x.dtype))
+        rows = self.copies(inputs, k).fill(inputs, keep.reshape(batch * k, -1).to(inputs.x.dtype))
         if self.removal_name == "zero-weight":
             return rows
         kept = rows.edge_weight > 0

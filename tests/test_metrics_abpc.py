@@ -82,14 +82,16 @@ def test_curves_equal_quantus_region_perturbation(setup, order):
 
 
 def test_abpc_reuses_the_deletion_curve_of_its_context(setup):
-    """Deletion AUC and ABPC in one (task, method) context walk 2 curves, not 3; values as alone."""
+    """Deletion AUC and ABPC in one (task, method) context walk 2 curves, not 3; values as alone.
+    The LeRF curve's two ends (every feature kept, none kept) are the MoRF curve's, which the
+    context's removal engine computed already: 7 new steps per sample, not 9."""
     task, model, batch, engine = setup
     explanation = torch.rand(6, 4, 4, generator=torch.Generator().manual_seed(3))
     ctx = MetricContext(task, model, batch, explanation, engine, seed=0, device=torch.device("cpu"))
     with count_passes(model) as cost:
         deletion = METRICS.create("deletion_auc", steps=8).compute(ctx)
         shared = METRICS.create("abpc", steps=8).compute(ctx)
-    assert cost.forward_passes == 2 * 6 * 9
+    assert cost.forward_passes == 6 * (9 + 7)
     assert torch.equal(shared, abpc(*setup, explanation, steps=8))
     other = METRICS.create("abpc", steps=4).compute(ctx)  # another grid: its own curves
     assert torch.equal(other, abpc(*setup, explanation, steps=4))

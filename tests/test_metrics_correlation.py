@@ -113,6 +113,26 @@ def test_ranks_and_spearman_match_scipy_with_ties_and_a_mask():
     np.testing.assert_allclose(spearman(a, b, mask).numpy(), expected, atol=1e-12)
 
 
+def test_ranks_equal_scipys_on_many_tied_rows_and_propagate_nan():
+    """Every row ranked exactly as ``scipy.stats.rankdata`` over its valid slots (ties of +-0,
+    infinities, padding anywhere); a NaN in a valid slot makes its row NaN, as scipy's default."""
+    generator = torch.Generator().manual_seed(8)
+    values = torch.randint(-4, 5, (40, 30), generator=generator).double() * 0.25
+    zeros = values == 0
+    values[zeros] = torch.tensor([0.0, -0.0], dtype=torch.float64).repeat(int(zeros.sum()))[: int(zeros.sum())]
+    values[::7, :2] = float("inf")
+    values[::5, 3] = float("-inf")
+    valid = torch.rand(40, 30, generator=generator) < 0.8
+    ranks = average_ranks(values, valid)
+    for row, keep, ranked in zip(values, valid, ranks):
+        np.testing.assert_array_equal(ranked[keep].numpy(), scipy.stats.rankdata(row[keep].numpy()))
+    values[3, valid[3].nonzero()[0, 0]] = float("nan")
+    values[4, (~valid[4]).nonzero()[0, 0]] = float("nan")  # in padding: ignored
+    ranks = average_ranks(values, valid)
+    assert ranks[3].isnan().all() and not ranks[4].isnan().any()
+    np.testing.assert_array_equal(ranks[4][valid[4]].numpy(), scipy.stats.rankdata(values[4][valid[4]].numpy()))
+
+
 def test_registered_metrics_equal_the_pure_functions(setup):
     task, model, batch, engine = setup
     explanation = torch.randn(6, 4, 4, generator=torch.Generator().manual_seed(7))

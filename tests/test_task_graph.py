@@ -14,7 +14,10 @@ import torch
 from captum.attr import Saliency
 from sklearn.metrics import roc_auc_score
 
+from xaiboard.benchmark.cost import count_passes
+from xaiboard.benchmark.metrics.perturbation_curves import keep_masks
 from xaiboard.benchmark.registry import TASKS
+from xaiboard.benchmark.removal import RemovalEngine
 from xaiboard.tasks import ba_shapes
 from xaiboard.tasks.ba_shapes import BASE_NODES, BAShapesTask, edge_checksum, motif_of
 from xaiboard.tasks.graph import union_of_subgraphs
@@ -85,6 +88,65 @@ def test_rows_are_ordered_sample_major(task, model, batch):
             width = int(alone.edge_counts()[0])
             expected = task.predict(model, task.remove(alone, keep[b : b + 1, :, :width]))
             torch.testing.assert_close(rows[b * k : (b + 1) * k], expected, atol=ATOL, rtol=0)
+
+
+def test_removal_reuses_one_union_per_k_and_rebuilds_it_when_the_graphs_change(task, model, batch):
+    """``remove`` builds the union of ``k`` copies once per inputs and ``k`` (the engine's chunks
+    only write edge weights): the rows equal the builder's, bit for bit, for every chunk; a graph
+    changed in place gets a new union; gradients still reach node features through the rows."""
+    keep = torch.rand(len(batch), 4, batch.valid.shape[1], generator=torch.Generator().manual_seed(4)) < 0.5
+    inputs = replace(batch.inputs)
+    sample_idx = torch.arange(len(batch)).repeat_interleave(2)
+    with torch.inference_mode():  # as the engine calls it; the plan must outlive inference mode
+        first = [task.remove(inputs, keep[:, k : k + 2]) for k in (0, 2)]
+    assert len(inputs.__dict__["_copies"]) == 1
+    for k, rows in zip((0, 2), first):
+        built = task.select(inputs, sample_idx, keep[:, k : k + 2].reshape(2 * len(batch), -1).float())
+        for field in ("x", "edge_index", "edge_sample", "edge_slot", "center", "node_sample", "node_id", "edge_weight"):
+            assert torch.equal(getattr(rows, field), getattr(built, field)), field
+    plan = task.copies(inputs, 2)
+    assert task.copies(inputs, 2) is plan and task.copies(replace(inputs), 2) is not plan
+    inputs.edge_index.add_(0)  # the same tensor, changed in place
+    assert task.copies(inputs, 2) is not plan
+    x = inputs.x.clone().requires_grad_()
+    rows = task.remove(replace(inputs, x=x), keep[:, :2])
+    task.predict(model, rows).sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_engine_computes_the_ends_of_removal_paths_and_the_full_input_once(task, model, batch):
+    """Deletion's and insertion's ends (every valid edge kept, none kept; the two curves differ
+    on padding there) and the unmodified logits are computed once per engine and inputs, bit for
+    bit as a fresh engine computes them; inputs changed in place, or made in inference mode, are
+    computed again."""
+    assert not batch.valid.all(), "the check needs padding"
+    explanation = torch.rand(batch.valid.shape, generator=torch.Generator().manual_seed(5))
+    inputs = replace(batch.inputs, x=batch.inputs.x.clone())
+    engine = RemovalEngine(task, model, 64)
+
+    def run(engine, inputs):
+        curves = [keep_masks(explanation, batch.valid, 4, mode) for mode in ("deletion", "insertion")]
+        scores = [engine.scores(inputs, keep, batch.targets, "logit") for keep in curves]
+        return [*scores, engine.full(inputs, batch.targets), engine.full(inputs, batch.targets, "logit")]
+
+    with count_passes(model) as cost:
+        shared = run(engine, inputs)
+    alone = [run(RemovalEngine(task, model, 64), inputs)[i] for i in range(4)]
+    assert all(torch.equal(a, b) for a, b in zip(shared, alone))
+    assert cost.forward_passes == len(batch) * (5 + 3 + 1)  # insertion: 3 new steps; one full pass
+    with count_passes(model) as cost:
+        again = run(engine, inputs)
+    assert cost.forward_passes == len(batch) * (3 + 3) and all(torch.equal(a, b) for a, b in zip(again, shared))
+    inputs.x.mul_(2.0)  # changed in place: every row again, and other values
+    with count_passes(model) as cost:
+        changed = run(engine, inputs)
+    assert cost.forward_passes == len(batch) * 9 and not torch.equal(changed[0], shared[0])
+    with torch.inference_mode():
+        frozen = replace(inputs, x=inputs.x.clone())
+    with count_passes(model) as cost:
+        run(engine, frozen)
+        run(engine, frozen)
+    assert cost.forward_passes == 2 * len(batch) * (5 + 5 + 2)
 
 
 @pytest.mark.parametrize("expand", ["tile", "interleave"])

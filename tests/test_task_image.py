@@ -186,6 +186,7 @@ def test_engine_values_do_not_depend_on_its_chunks_and_are_ordinary_tensors(batc
     """Chunks of 3 to 10,000 rows (the model split into near-equal parts), and the size the engine
     measures itself, give the same scores bit for bit; no call has a single row."""
     monkeypatch.setattr(device, "MEASURED", {})
+    monkeypatch.setattr(device, "PENDING", {})
     task = ShapesTask(removal="blur")
     model = task.model()
     calls = []
@@ -195,12 +196,29 @@ def test_engine_values_do_not_depend_on_its_chunks_and_are_ordinary_tensors(batc
     for rows in (3, 7, 24, 100):
         assert torch.equal(RemovalEngine(task, model, rows).scores(batch.inputs, keep, batch.targets), reference)
     engine = RemovalEngine(task, model)
-    for _ in range(6):  # 8 measured chunks of 10 to 61 masks (at most 61 per call), then settled
+    for _ in range(6):  # 8 timed chunks of 10 to 61 masks (untimed: a call's rest), then settled
         scores = engine.scores(batch.inputs, keep, batch.targets)
         assert torch.equal(scores, reference)
     assert list(device.MEASURED.values()) == [engine._rows()] and engine._rows() in device.CANDIDATES["cpu"]
     assert min(calls) > 1
     assert not scores.is_inference() and not engine.full(batch.inputs, batch.targets).is_inference()
+
+
+def test_engines_of_one_task_carry_one_measurement_on_until_it_settles(batch, model, monkeypatch):
+    """Engines that each run fewer chunks than the schedule (one mask per call: one chunk) carry
+    the process's measurement on, so the eighth engine settles the size: each engine's one chunk
+    is timed at the next candidate size (before, each new engine started the schedule again)."""
+    monkeypatch.setattr(device, "MEASURED", {})
+    monkeypatch.setattr(device, "PENDING", {})
+    monkeypatch.delenv("XAIBOARD_CHUNK_ROWS", raising=False)
+    task = ShapesTask()
+    keep = torch.rand(len(batch), 1, 32, 32, generator=torch.Generator().manual_seed(2)) < 0.5
+    schedule = [*device.CANDIDATES["cpu"], *reversed(device.CANDIDATES["cpu"])]
+    for step, rows in enumerate(schedule):
+        engine = RemovalEngine(task, model)
+        assert engine._rows() == rows and not device.MEASURED, step
+        engine.scores(batch.inputs, keep, batch.targets)
+    assert not device.PENDING and list(device.MEASURED.values()) == [RemovalEngine(task, model)._rows()]
 
 
 def test_chunk_size_defaults_and_override(model, monkeypatch):
