@@ -117,8 +117,11 @@ def test_probability_output_and_metadata(road_setup):
     score = METRICS.create("road_morf", percentages=(25, 75), output="prob").compute(ctx)
     torch.testing.assert_close(score, probs.mean(1))  # same seeded noise: the context's generator
     assert ((probs > 0) & (probs < 1)).all()
-    ctx.engine.chunk_rows = 7  # noise is drawn per percentage group, not per engine chunk
-    torch.testing.assert_close(road_curve(ctx, (25, 75), "morf", noise=0.01, output="prob"), probs, atol=0, rtol=0)
+    # noise is drawn per percentage group, not per engine chunk: other noise draws would move the
+    # probabilities far more than 1e-6; 7-row calls may round differently from larger ones (1.2e-7 on
+    # an AVX-512 CPU, where the CNN's kernels block the batch by its size), hence 1e-6
+    ctx.engine.chunk_rows = 7
+    torch.testing.assert_close(road_curve(ctx, (25, 75), "morf", noise=0.01, output="prob"), probs, atol=1e-6, rtol=0)
     morf, lerf = METRICS.factory("road_morf"), METRICS.factory("road_lerf")
     assert (morf.direction, lerf.direction) == ("lower", "higher")
     assert morf.modalities == lerf.modalities == frozenset({"image"})
