@@ -17,7 +17,7 @@ use them in autograd or modify them in place.
 
 Rows that many calls share are computed once per engine (the runner builds one per (task,
 method) pair): the logits of the unmodified inputs (``full``, ``logits``: faithfulness and
-monotonicity correlation, infidelity) and of the two ends
+monotonicity correlation, infidelity, the robustness metrics' clean logits) and of the two ends
 of every removal path, every valid feature kept or none (deletion's and insertion's first and
 last steps, ABPC's). A column of a keep-mask stack that is such an end for every sample is read
 from the memo; a column is judged on valid features only, since ``Task.remove`` ignores padding

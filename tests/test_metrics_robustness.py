@@ -21,6 +21,7 @@ from test_metrics_robustness_sanity import (
 )
 from torch import Tensor
 from toy_task import ToyTask
+from xaiboard.benchmark.cost import count_passes
 from xaiboard.benchmark.metric import MetricContext
 from xaiboard.benchmark.metrics.sensitivity import Reexplained, concat_inputs, perturbed_explanations
 from xaiboard.benchmark.metrics.stability import (
@@ -97,6 +98,28 @@ def test_copies_per_call_follow_the_engines_rows_per_pass():
         calls.clear()
         METRICS.create("max_sensitivity").compute(ctx)
         assert calls == expected
+
+
+def test_noisy_logits_are_computed_only_for_the_metrics_that_read_them():
+    """Max/avg sensitivity and local Lipschitz read the re-explanations only: one forward and one
+    backward per noisy row (10 copies of 4 samples), no logits. Relative input and output
+    stability read the copies' logits (one forward per noisy row, once for both) and the batch's
+    own, which the removal engine already holds where a faithfulness metric asked for them."""
+    ctx = context(CNNTask(), saliency)
+    with count_passes(ctx.model) as cost:
+        for name in ("max_sensitivity", "avg_sensitivity", "local_lipschitz"):
+            METRICS.create(name).compute(ctx)
+    assert (cost.forward_passes, cost.backward_passes) == (40, 40)
+    ctx.engine.full(ctx.batch.inputs, ctx.batch.targets)
+    with count_passes(ctx.model) as cost:
+        for name in ("relative_input_stability", "relative_output_stability"):
+            METRICS.create(name).compute(ctx)
+    assert (cost.forward_passes, cost.backward_passes) == (40, 0)
+    shared = perturbed_explanations(ctx, 10, 0.2)
+    with torch.no_grad():
+        torch.testing.assert_close(shared.clean_logits, ctx.model(ctx.batch.inputs), atol=0, rtol=0)
+        # the copies ran as one 40-row call: the CNN's float32 sums differ by rounding from 4 rows
+        torch.testing.assert_close(shared.logits[3], ctx.model(shared.noisy[3]), atol=1e-6, rtol=0)
 
 
 def one_by_one(ctx, n: int) -> Tensor:
@@ -322,7 +345,7 @@ def test_input_distance_is_the_noise_norm_over_each_samples_own_input(task):
     """Text: word-token embeddings only (no [PAD]/[CLS]/[SEP]); graphs: each sample's node features."""
     model, batch = task.model(), task.samples("test", 3, 0)
     ctx = MetricContext(task, model, batch, batch.valid.float(), RemovalEngine(task, model), 0, torch.device("cpu"))
-    shared = Reexplained(noises(ctx, 2), torch.empty(0), torch.empty(0), torch.empty(0))
+    shared = Reexplained(noises(ctx, 2), torch.empty(0), lambda: (torch.empty(0), torch.empty(0)))
     if task.modality == "text":
         noise = torch.stack([x.embedding_noise for x in shared.noisy]) * batch.valid[None, :, :, None]
         expected = noise.flatten(2).norm(dim=2)

@@ -7,6 +7,8 @@ Every robustness metric re-runs the explainer on the same noisy copies of the ba
 re-explaining is their whole cost (an occlusion explanation is hundreds of forwards), so the
 noisy inputs, their explanations and their logits are computed once per (task, method, batch)
 and shared: ``perturbed_explanations``. The stability metrics (``stability.py``) read them too.
+The logits are computed when first read (only relative input and output stability read them):
+with a gradient explainer they are as many forward rows as the re-explanations themselves.
 
 The copies are explained several at a time, concatenated into one batch (``concat_inputs``), so
 the model sees fewer, larger passes; how many per call follows the removal engine's rows per
@@ -16,7 +18,9 @@ pass on the device.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -53,13 +57,25 @@ class Reexplained:
     """``n`` noisy copies of one batch (``Task.perturb``), their explanations and logits.
 
     ``noisy[i]`` is the batch perturbed with ``ctx.generator(i)``; ``explanations`` is
-    ``[n, B, *F]``, ``logits`` ``[n, B, C]`` and ``clean_logits`` ``[B, C]`` (the unperturbed batch).
+    ``[n, B, *F]``, ``logits`` ``[n, B, C]`` and ``clean_logits`` ``[B, C]`` (the unperturbed
+    batch), both computed by ``outputs`` on first read.
     """
 
     noisy: list[Any]
     explanations: Tensor
-    logits: Tensor
-    clean_logits: Tensor
+    outputs: Callable[[], tuple[Tensor, Tensor]] = field(repr=False)
+
+    @cached_property
+    def _logits(self) -> tuple[Tensor, Tensor]:
+        return self.outputs()
+
+    @property
+    def logits(self) -> Tensor:
+        return self._logits[0]
+
+    @property
+    def clean_logits(self) -> Tensor:
+        return self._logits[1]
 
 
 def perturbed_explanations(ctx: MetricContext, n_samples: int, radius: float) -> Reexplained:
@@ -86,14 +102,23 @@ def perturbed_explanations(ctx: MetricContext, n_samples: int, radius: float) ->
 
 def _reexplain(ctx: MetricContext, n_samples: int, radius: float) -> Reexplained:
     noisy = [ctx.task.perturb(ctx.batch.inputs, radius, ctx.generator(i)) for i in range(n_samples)]
+    groups = _groups(ctx, noisy)
+    explanations = torch.cat([_explain_copies(ctx, group, concat_inputs(group)) for group in groups])
+    return Reexplained(noisy, explanations, lambda: _logits(ctx, groups))
+
+
+def _groups(ctx: MetricContext, noisy: list[Any]) -> list[list[Any]]:
+    """The copies in groups of ``max(1, chunk_rows // B)``, one model call each."""
     per_call = max(1, ctx.engine.chunk_rows // len(ctx.batch))
-    groups = [noisy[start : start + per_call] for start in range(0, n_samples, per_call)]
-    joined = [concat_inputs(group) for group in groups]
-    explanations = torch.cat([_explain_copies(ctx, group, inputs) for group, inputs in zip(groups, joined)])
+    return [noisy[start : start + per_call] for start in range(0, len(noisy), per_call)]
+
+
+def _logits(ctx: MetricContext, groups: list[list[Any]]) -> tuple[Tensor, Tensor]:
+    """The copies' logits ``[n, B, C]`` and the batch's ``[B, C]`` (the removal engine's, which
+    the faithfulness metrics of the same context may have computed already)."""
     with torch.no_grad():
-        logits = torch.cat([_copies_logits(ctx, group, inputs) for group, inputs in zip(groups, joined)])
-        clean = ctx.task.logits(ctx.model, ctx.batch.inputs)
-    return Reexplained(noisy, explanations, logits, clean)
+        logits = torch.cat([_copies_logits(ctx, group, concat_inputs(group)) for group in groups])
+    return logits, ctx.engine.logits(ctx.batch.inputs)
 
 
 def concat_inputs(parts: list[Any]) -> Any | None:
