@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -104,7 +104,10 @@ def _reexplain(ctx: MetricContext, n_samples: int, radius: float) -> Reexplained
     noisy = [ctx.task.perturb(ctx.batch.inputs, radius, ctx.generator(i)) for i in range(n_samples)]
     groups = _groups(ctx, noisy)
     explanations = torch.cat([_explain_copies(ctx, group, concat_inputs(group)) for group in groups])
-    return Reexplained(noisy, explanations, lambda: _logits(ctx, groups))
+    # the context without its memos, which will hold this result: no reference cycle keeps a
+    # finished pair's tensors alive until the garbage collector runs
+    bare = replace(ctx, memo={}, task_memo={})
+    return Reexplained(noisy, explanations, lambda: _logits(bare, groups))
 
 
 def _groups(ctx: MetricContext, noisy: list[Any]) -> list[list[Any]]:
