@@ -13,11 +13,12 @@ oriented so that *higher* means "more likely ground truth" under the prior's own
   of the task's own training samples, so a plugin task needs no ``token_counts``);
 - graphs (``GraphInputs``, edges as features): ``distance`` (minus the summed hop distances of
   an edge's two endpoints from the explained node; node-level tasks only, since a graph-level
-  sample has no explained node) and ``degree`` (the summed degrees of an edge's endpoints within
-  the sample's graph).
+  sample has no explained node), ``degree`` (the summed degrees of an edge's endpoints within
+  the sample's graph) and ``cycle`` (1 for an edge on a cycle of the sample's graph, 0 for a
+  bridge: motifs planted in a tree are its only cycles, so this prior finds them).
 
-Every prior is batched in torch; the graph hop distances are one breadth-first sweep over the
-whole disjoint union per hop, not a loop over samples.
+Every prior is batched: the graph hop distances are one breadth-first sweep over the whole
+disjoint union per hop, and the bridges one networkx pass over the union, not a loop over samples.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import networkx
 import torch
 from torch import Tensor
 
@@ -84,6 +86,20 @@ def degree(task: Task, inputs: Any) -> Tensor:
     return task.to_slots(counts[src] + counts[dst], inputs)
 
 
+def cycle(task: Task, inputs: Any) -> Tensor:
+    """1 for an edge ``u - v`` that lies on a cycle of the sample's graph (removing it leaves ``u``
+    and ``v`` connected), 0 for a bridge or a self-loop.
+
+    Why it is a prior: the synthetic graph tasks plant motifs (houses, cycles, grids) in trees,
+    where every base edge is a bridge, so "edges on a cycle" is exactly "motif edges" without the
+    model. The graph is the whole disjoint union of the batch, so its bridges are each sample's.
+    """
+    src, dst = inputs.edge_index.cpu().tolist()
+    bridges = {frozenset(edge) for edge in networkx.bridges(networkx.Graph(zip(src, dst)))}
+    on_cycle = [u != v and frozenset((u, v)) not in bridges for u, v in zip(src, dst)]
+    return task.to_slots(torch.tensor(on_cycle, dtype=torch.float32, device=inputs.x.device), inputs)
+
+
 def _hops(inputs: Any) -> Tensor:
     """Hop distance of every node of the union from its sample's ``center`` (breadth-first,
     one vectorised relaxation per hop until nothing changes)."""
@@ -108,5 +124,6 @@ def priors(task: Task, inputs: Any) -> dict[str, Prior | str]:
         return {"position": position, "rarity": rarity}
     call = task.graph_call(None, inputs)  # only reads the inputs' structure; the model is not called
     if call is not None and call.task_level == "graph":
-        return {"distance": "graph-level task: a sample has no explained node to measure distance from", "degree": degree}
-    return {"distance": distance, "degree": degree}
+        why = "graph-level task: a sample has no explained node to measure distance from"
+        return {"distance": why, "degree": degree, "cycle": cycle}
+    return {"distance": distance, "degree": degree, "cycle": cycle}

@@ -179,7 +179,25 @@ def test_graph_priors_score_hop_distance_and_degree_of_each_edge_on_a_path():
     task = TASKS.create("graph/ba-shapes")
     assert priors.distance(task, inputs)[0].tolist() == [-1, -1, -3, -3, -5, -5]  # hops 0,1,2,3 summed per edge
     assert priors.degree(task, inputs)[0].tolist() == [3, 3, 4, 4, 3, 3]  # degrees 1,2,2,1 summed per edge
-    assert set(priors.priors(task, inputs)) == {"distance", "degree"}
+    assert priors.cycle(task, inputs)[0].tolist() == [0] * 6  # a path is all bridges
+    assert set(priors.priors(task, inputs)) == {"distance", "degree", "cycle"}
+
+
+def test_the_cycle_prior_marks_the_edges_of_each_samples_cycles_and_not_its_bridges():
+    """Two samples in one union: a triangle 0-1-2 with a pendant edge 2-3, and a path 4-5 with a
+    self-loop on 5 (not a cycle through two nodes: the prior scores it 0)."""
+    from xaiboard.tasks.graph import GraphInputs
+
+    pairs = [(0, 1), (1, 2), (2, 0), (2, 3), (4, 5)]
+    src = [a for a, b in pairs] + [b for a, b in pairs] + [5]
+    dst = [b for a, b in pairs] + [a for a, b in pairs] + [5]
+    sample = torch.tensor([0, 0, 0, 0, 1] * 2 + [1])
+    slot = torch.tensor([0, 1, 2, 3, 0, 4, 5, 6, 7, 1, 2])
+    inputs = GraphInputs(x=torch.ones(6, 1), edge_index=torch.tensor([src, dst]), edge_sample=sample, edge_slot=slot,
+                         center=torch.tensor([0, 4]), node_sample=torch.tensor([0, 0, 0, 0, 1, 1]), node_id=torch.arange(6))  # fmt: skip
+    scores = priors.cycle(TASKS.create("graph/ba-shapes"), inputs)
+    assert scores[0].tolist() == [1, 1, 1, 0, 1, 1, 1, 0]  # the triangle's six directed edges, the pendant's two
+    assert scores[1, :3].tolist() == [0, 0, 0]  # the path's two directions and the self-loop
 
 
 def test_text_priors_put_early_tokens_first_and_rare_training_tokens_first():
