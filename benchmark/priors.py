@@ -5,9 +5,10 @@ A ground-truth task only tests explanations if the truth cannot be found this wa
 oriented so that *higher* means "more likely ground truth" under the prior's own hypothesis:
 
 - images ``[B, C, H, W]``: ``centre`` (minus the Euclidean distance of a pixel to the image
-  centre: objects are usually photographed or drawn in the middle) and ``brightness`` (the
+  centre: objects are usually photographed or drawn in the middle), ``brightness`` (the
   pixel value averaged over channels, signed, unlike the ``input_magnitude`` control's absolute
-  sum);
+  sum) and ``contrast`` (a pixel's distance from the image's median colour: the background,
+  where it covers most of the image, so this finds every object, lighter or darker);
 - text (``TextInputs``): ``position`` (minus the token index: early tokens first) and
   ``rarity`` (``-log`` add-one-smoothed relative frequency of the token among the valid tokens
   of the task's own training samples, so a plugin task needs no ``token_counts``);
@@ -50,6 +51,12 @@ def centre(task: Task, inputs: Tensor) -> Tensor:
 def brightness(task: Task, inputs: Tensor) -> Tensor:
     """The pixel value averaged over channels (bright pixels first)."""
     return inputs.float().mean(dim=1)
+
+
+def contrast(task: Task, inputs: Tensor) -> Tensor:
+    """``sum_c |x_c - median_c|``: each pixel's L1 distance from the per-channel median over the image."""
+    background = inputs.float().flatten(2).median(dim=2).values[..., None, None]
+    return (inputs.float() - background).abs().sum(dim=1)
 
 
 def position(task: Task, inputs: Any) -> Tensor:
@@ -119,7 +126,7 @@ def priors(task: Task, inputs: Any) -> dict[str, Prior | str]:
     """The task's model-free priors beyond its ``input_magnitude`` control, by name; a prior that
     does not apply to these inputs maps to the reason instead."""
     if task.modality == "image":
-        return {"centre": centre, "brightness": brightness}
+        return {"centre": centre, "brightness": brightness, "contrast": contrast}
     if task.modality == "text":
         return {"position": position, "rarity": rarity}
     call = task.graph_call(None, inputs)  # only reads the inputs' structure; the model is not called

@@ -145,16 +145,20 @@ def test_committed_ground_truth_claims(committed, task):
 @pytest.mark.parametrize("task", CHECKED_GRAPH_TASKS)
 def test_committed_task_checks_are_current_and_pass(task):
     """The committed ``xaiboard task check`` record (``submissions/_tasks/``) was computed with this
-    checkout's task code and model, and it passes: no model-free prior flags the task, and removing
-    the ground truth drops the target probability at least twice as much as removing as many
-    random features. Retraining a model without regenerating the record (``xaiboard task check
-    TASK --results-dir submissions``) fails here."""
+    checkout's task code and model, and it passes: removing the ground truth drops the target
+    probability at least twice as much as removing as many random features. It is flagged, by the
+    cycle prior only (the motifs are the only cycles of the base trees; see
+    ``tests/test_task_graph_v2.py``). Retraining a model without regenerating the record
+    (``xaiboard task check TASK --results-dir submissions``) fails here."""
     checks, problems = read_checks(submissions_dir())
     assert not problems, problems
     record, instance = checks[task], TASKS.create(task)
     assert record["task_fingerprint"] == instance.fingerprint(instance.model("cpu"))
     assert (record["seed"], record["n_samples"]) == (0, len(instance.samples("test", 64, 0)))
-    assert not record["flagged"] and record["faithfulness"]["passed"], record["faithfulness"]
+    assert record["faithfulness"]["passed"], record["faithfulness"]
+    assert record["best_prior"]["prior"] == "cycle"
+    others = [p["auroc"] for p in record["priors"] if p["prior"] != "cycle" and p["auroc"] is not None]
+    assert all(max(a, 1 - a) <= record["flag_threshold"] for a in others), record["priors"]
 
 
 @pytest.mark.parametrize("task", COMMITTED_TASKS)

@@ -126,7 +126,7 @@ def test_a_truth_uncorrelated_with_every_prior_scores_chance_and_is_not_flagged(
     # (P+N+1)/(12PN) = 17/576 (Mann-Whitney, no ties; the centre prior's ties only lower it), so the
     # mean over n samples has standard error sqrt(17/576/n) = 0.0076; 4 standard errors = 0.030.
     tolerance = 4 * math.sqrt(17 / 576 / n)
-    for prior in ("input_magnitude", "centre", "brightness"):
+    for prior in ("input_magnitude", "centre", "brightness", "contrast"):
         assert auroc(check, prior) == pytest.approx(0.5, abs=tolerance), prior
     assert not check.flagged and check.best_prior.reach < FLAG_AUROC
 
@@ -166,6 +166,16 @@ def test_image_priors_prefer_the_centre_and_bright_pixels():
     centre = priors.centre(ToyTask(), x)[0]
     assert centre[1, 1] == 0 and centre[0, 0] == pytest.approx(-math.sqrt(2))  # distance to (1, 1)
     assert priors.brightness(ToyTask(), x)[0, 0, 2] == pytest.approx(0.4)  # channel mean
+
+
+def test_the_contrast_prior_finds_objects_darker_or_lighter_than_the_background():
+    """A grey image (0.5) with one bright and one dark pixel: both stand out by their L1 distance
+    from the median colour, summed over channels; the background scores 0."""
+    x = torch.full((1, 3, 4, 4), 0.5)
+    x[0, :, 0, 0], x[0, :, 3, 3] = 0.9, 0.2
+    scores = priors.contrast(ToyTask(), x)[0]
+    assert scores[0, 0] == pytest.approx(1.2) and scores[3, 3] == pytest.approx(0.9)  # 3 x 0.4, 3 x 0.3
+    assert scores.sum() == pytest.approx(2.1)
 
 
 def test_graph_priors_score_hop_distance_and_degree_of_each_edge_on_a_path():
@@ -286,6 +296,6 @@ def test_the_app_marks_a_flagged_task_on_the_overview_and_shows_its_check_on_the
     assert "Shortcut scores and ground-truth faithfulness" in [h.value for h in at.subheader]
     frames = [frame.value for frame in at.dataframe]
     priors_shown = next(f for f in frames if "gt_auroc" in f.columns)
-    assert priors_shown["prior"].tolist() == ["input_magnitude", "centre", "brightness"]
+    assert priors_shown["prior"].tolist() == ["input_magnitude", "centre", "brightness", "contrast"]
     assert any("mean drop of p(target)" in f.columns for f in frames)
     assert "faithfulness: FAIL" in "\n".join(c.value for c in at.code)
