@@ -163,6 +163,16 @@ def lr_schedule(optimizer: torch.optim.Optimizer, recipe: dict[str, Any]) -> LRS
     return None
 
 
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor, recipe: dict[str, Any]) -> None:
+    """One optimiser step on ``loss``, its gradient clipped to the recipe's ``clip_grad_norm`` when it
+    has one: a GIN's summed states are unbounded, so one large step can undo what it learned."""
+    optimizer.zero_grad()
+    loss.backward()
+    if "clip_grad_norm" in recipe:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["clip_grad_norm"])
+    optimizer.step()
+
+
 def _starts(counts: Tensor) -> Tensor:
     """Offset of each group in a tensor stored group by group."""
     return torch.cumsum(counts, 0) - counts
@@ -562,12 +572,8 @@ class GraphClassificationTask(GraphTask):
             model.train()
             for _ in range(r["epochs"]):
                 for ids in train[torch.randperm(train.numel(), generator=order)].split(r["batch_size"]):
-                    optimizer.zero_grad()
                     logits = self.predict(model, self.training_inputs(ids, r.get("edge_dropout", 0.0)).to(device))
-                    F.cross_entropy(logits, labels[ids].to(device)).backward()
-                    if "clip_grad_norm" in r:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), r["clip_grad_norm"])
-                    optimizer.step()
+                    training_step(model, optimizer, F.cross_entropy(logits, labels[ids].to(device)), r)
                 if scheduler is not None:
                     scheduler.step()
             model.cpu().eval()
