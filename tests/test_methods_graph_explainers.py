@@ -58,14 +58,14 @@ def test_pgexplainer_graph_level_starts_near_the_full_graph():
     assert auroc("pgexplainer", "graph/ba-2motifs@1", 16, train_samples=32, init_logit=0.0) < 0.3
 
 
-def test_pgexplainer_node_level_prunes_from_near_the_full_graph():
-    """BA-Shapes v2's GIN reads a house only at edge weights near 1: from the full graph with the
-    node-level size 0.5 PGExplainer finds the houses (0.97 measured here), from a zero bias it does
-    not (0.59), and with PyG's size 0.05 the entropy's pull towards 1 wins, nothing is pruned and
-    the houses rank below the rest (0.32)."""
+def test_pgexplainer_node_level_starts_near_the_full_graph():
+    """BA-Shapes v2's GIN reads a house only at edge weights near 1: from the full graph
+    PGExplainer finds the houses (1.00 measured here), from a zero bias it does not (0.42). On the
+    GIN trained before the role feature, PyG's node-level size 0.05 also failed (0.32: the
+    entropy's pull towards 1 won and nothing was pruned); on the current one it scores 1.00 as
+    the pinned 0.5 does, so only the start is tested."""
     assert auroc("pgexplainer", "graph/ba-shapes", 16, train_samples=32) > 0.9
     assert auroc("pgexplainer", "graph/ba-shapes", 16, train_samples=32, init_logit=0.0) < 0.75
-    assert auroc("pgexplainer", "graph/ba-shapes", 16, train_samples=32, node_edge_size=0.05) < 0.5
 
 
 def test_gnnexplainer_graph_level_finds_the_houses():
