@@ -55,8 +55,9 @@ def brightness(task: Task, inputs: Tensor) -> Tensor:
 
 def contrast(task: Task, inputs: Tensor) -> Tensor:
     """``sum_c |x_c - median_c|``: each pixel's L1 distance from the per-channel median over the image."""
-    background = inputs.float().flatten(2).median(dim=2).values[..., None, None]
-    return (inputs.float() - background).abs().sum(dim=1)
+    pixels = inputs.float()
+    background = pixels.flatten(2).median(dim=2).values[..., None, None]
+    return (pixels - background).abs().sum(dim=1)
 
 
 def position(task: Task, inputs: Any) -> Tensor:
