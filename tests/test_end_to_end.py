@@ -42,9 +42,9 @@ GROUND_TRUTH_TASKS = [t for t in COMMITTED_TASKS if TASKS.factory(t).has_ground_
 #: the only (task, method) pairs recorded as not applicable, with the reason: GOAt is exact for
 #: at most 3 message-passing layers, and the v2 Tree-Cycles and BA-2Motifs GINs have 4
 NOT_APPLICABLE = {("graph/tree-cycles", "goat"), ("graph/ba-2motifs", "goat")}
-#: ground-truth tasks whose committed task check must pass (issue 13): the graph v2 tasks, whose
-#: models were retrained with DropEdge for it
-CHECKED_GRAPH_TASKS = ["graph/ba-shapes", "graph/tree-cycles", "graph/ba-2motifs"]
+#: ground-truth tasks whose committed task check must pass (issue 13), with the one prior that
+#: flags each (None: none does): the graph tasks' motifs are the only cycles of their base trees
+CHECKED_TASKS = {"image/shapes": None, "graph/ba-shapes": "cycle", "graph/tree-cycles": "cycle", "graph/ba-2motifs": "cycle"}
 
 
 def methods_of(task: str) -> set[str]:
@@ -142,22 +142,23 @@ def test_committed_ground_truth_claims(committed, task):
     assert best >= random_auroc + 0.15
 
 
-@pytest.mark.parametrize("task", CHECKED_GRAPH_TASKS)
+@pytest.mark.parametrize("task", CHECKED_TASKS)
 def test_committed_task_checks_are_current_and_pass(task):
     """The committed ``xaiboard task check`` record (``submissions/_tasks/``) was computed with this
     checkout's task code and model, and it passes: removing the ground truth drops the target
-    probability at least twice as much as removing as many random features. It is flagged, by the
-    cycle prior only (the motifs are the only cycles of the base trees; see
-    ``tests/test_task_graph_v2.py``). Retraining a model without regenerating the record
-    (``xaiboard task check TASK --results-dir submissions``) fails here."""
+    probability at least twice as much as removing as many random features. No prior but the
+    expected one flags it (the graph tasks: the cycle prior, since the motifs are the only cycles
+    of the base trees; see ``tests/test_task_graph_v2.py``). Retraining a model without
+    regenerating the record (``xaiboard task check TASK --results-dir submissions``) fails here."""
     checks, problems = read_checks(submissions_dir())
     assert not problems, problems
     record, instance = checks[task], TASKS.create(task)
     assert record["task_fingerprint"] == instance.fingerprint(instance.model("cpu"))
     assert (record["seed"], record["n_samples"]) == (0, len(instance.samples("test", 64, 0)))
     assert record["faithfulness"]["passed"], record["faithfulness"]
-    assert record["best_prior"]["prior"] == "cycle"
-    others = [p["auroc"] for p in record["priors"] if p["prior"] != "cycle" and p["auroc"] is not None]
+    flagging = CHECKED_TASKS[task]
+    assert record["flagged"] == (flagging is not None) and (flagging is None or record["best_prior"]["prior"] == flagging)
+    others = [p["auroc"] for p in record["priors"] if p["prior"] != flagging and p["auroc"] is not None]
     assert all(max(a, 1 - a) <= record["flag_threshold"] for a in others), record["priors"]
 
 

@@ -14,7 +14,18 @@ from xaiboard.benchmark.metrics.ground_truth import gt_auroc
 from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.removal import RemovalEngine
 from xaiboard.tasks.image import gaussian_blur
-from xaiboard.tasks.shapes import CLASS_NAMES, HALF_EXTENT, ShapesTask, ShapesTaskV2, distractor_masks, shape_masks
+from xaiboard.benchmark import priors
+from xaiboard.tasks.shapes import (
+    CLASS_NAMES,
+    HALF_EXTENT,
+    MIN_CONTRAST,
+    ShapesTask,
+    ShapesTaskV2,
+    ShapesTaskV3,
+    _distinct_colours,
+    distractor_masks,
+    shape_masks,
+)
 from xaiboard.tasks.weights import weights_meta
 
 
@@ -29,11 +40,13 @@ def model():
 
 
 def test_registered_versions():
-    """The default suite runs version 2; version 1 stays loadable under its own name, archived."""
-    current, archived = TASKS.create("image/shapes"), TASKS.create("image/shapes@1")
-    assert type(current) is ShapesTaskV2 and current.version == "2" and current.tier == "built-in"
-    assert type(archived) is ShapesTask and archived.version == "1" and archived.tier == "archived"
-    assert archived.name == "image/shapes@1" and archived.weights_stem != current.weights_stem
+    """The default suite runs version 3; versions 1 and 2 stay loadable under their own names, archived."""
+    current = TASKS.create("image/shapes")
+    assert type(current) is ShapesTaskV3 and current.version == "3" and current.tier == "built-in"
+    for version, kind in (("1", ShapesTask), ("2", ShapesTaskV2)):
+        archived = TASKS.create(f"image/shapes@{version}")
+        assert type(archived) is kind and archived.version == version and archived.tier == "archived"
+        assert archived.name == f"image/shapes@{version}" and archived.weights_stem != current.weights_stem
 
 
 def test_unknown_removal_and_split_are_rejected():
@@ -281,6 +294,13 @@ def test_v2_model_free_priors_do_not_find_the_object(v2_batch):
     assert _mean_auroc(task.model_free_attribution(x), v2_batch) <= 0.55  # same colours: chance
 
 
+def test_v2_contrast_to_the_median_colour_finds_the_object(v2_batch):
+    """Version 2's known shortcut, the reason for version 3: its one-colour background is every
+    image's median colour, and the object differs from it (0.95 measured; distractors, which
+    also differ, are a minority of the other pixels)."""
+    assert _mean_auroc(priors.contrast(ShapesTaskV2(), v2_batch.inputs), v2_batch) > 0.9
+
+
 def test_v2_samples_are_deterministic_and_prefix_stable():
     task = ShapesTaskV2()
     a = task.samples("test", 300, seed=1)
@@ -303,40 +323,76 @@ def test_v2_training_batch_removes_pixels_and_objects(v2_batch):
     assert torch.equal(targets[~gone].argmax(1), v2_batch.labels[idx][~gone]) and (targets[~gone].max(1).values == 1).all()
 
 
-@pytest.fixture(scope="module")
-def v2_model():
-    return ShapesTaskV2().model()
+@pytest.fixture(scope="module", params=[ShapesTaskV2, ShapesTaskV3], ids=["v2", "v3"])
+def task_and_model(request):
+    task = request.param()
+    return task, task.model()
 
 
-def test_v2_committed_weights_accuracy(v2_model, v2_batch):
+def test_committed_weights_accuracy_of_versions_2_and_3(task_and_model):
+    task, model = task_and_model
+    b = task.samples("test", 256, seed=0)
     with torch.no_grad():
-        accuracy = (v2_model(v2_batch.inputs).argmax(1) == v2_batch.labels).float().mean().item()
+        accuracy = (model(b.inputs).argmax(1) == b.labels).float().mean().item()
     assert accuracy >= 0.95
-    assert weights_meta("image_shapes_v2")["test_accuracy"] >= 0.95
-    assert ShapesTaskV2().card.test_accuracy == weights_meta("image_shapes_v2")["test_accuracy"]
+    assert weights_meta(task.weights_stem)["test_accuracy"] >= 0.95
+    assert task.card.test_accuracy == weights_meta(task.weights_stem)["test_accuracy"]
 
 
-def test_v2_removing_the_object_drops_the_target_probability_more_than_random_pixels(v2_model):
+def test_removing_the_object_drops_the_target_probability_more_than_random_pixels(task_and_model):
     """The faithfulness check: removing the object's pixels (`zero`) lowers the target class
     probability at least twice as much as removing as many random pixels."""
-    task = ShapesTaskV2()
+    task, model = task_and_model
     b = task.samples("test", 64, seed=0)
     g = torch.Generator().manual_seed(0)
     rank = torch.rand(b.ground_truth.flatten(1).shape, generator=g).argsort(1).argsort(1)
     random = (rank < b.ground_truth.flatten(1).sum(1, keepdim=True)).view_as(b.ground_truth)
     keep = torch.stack([torch.ones_like(random), ~b.ground_truth, ~random], dim=1)
     with torch.no_grad():
-        p = v2_model(task.remove(b.inputs, keep)).softmax(-1).view(64, 3, -1)
+        p = model(task.remove(b.inputs, keep)).softmax(-1).view(64, 3, -1)
     p = p.gather(2, b.targets.view(64, 1, 1).expand(64, 3, 1)).squeeze(2)
     drop_truth, drop_random = (p[:, 0] - p[:, 1]).mean(), (p[:, 0] - p[:, 2]).mean()
     assert drop_truth >= 2 * drop_random and drop_truth > 0.3
 
 
 @pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
-def test_v2_saliency_finds_the_object(v2_model):
-    """Where the priors stay near chance, the model's gradients find the object (0.96 measured on
-    128 images; the 0.85 bar is the issue's target)."""
-    task = ShapesTaskV2()
+def test_saliency_finds_the_object(task_and_model):
+    """Where the priors stay near chance, the model's gradients find the object (measured on 64
+    images: 0.95 on both versions; the 0.85 bar is the issue's target)."""
+    task, model = task_and_model
     b = task.samples("test", 64, seed=0)
-    saliency = Saliency(v2_model).attribute(b.inputs.clone(), target=b.targets, abs=True)
+    saliency = Saliency(model).attribute(b.inputs.clone(), target=b.targets, abs=True)
     assert _mean_auroc(task.pool(saliency, b.inputs), b) >= 0.85
+
+
+@pytest.fixture(scope="module")
+def v3_batch():
+    return ShapesTaskV3().samples("test", 256, seed=0)
+
+
+def test_v3_keeps_version_2s_layout_and_changes_only_the_background(v2_batch, v3_batch):
+    """Under one seed both versions draw the same labels, objects and positions."""
+    assert torch.equal(v3_batch.labels, v2_batch.labels) and torch.equal(v3_batch.ground_truth, v2_batch.ground_truth)
+    assert not torch.equal(v3_batch.inputs, v2_batch.inputs)
+
+
+def test_shape_colours_contrast_with_every_region_they_overlap_and_only_those():
+    """A colour is redrawn until it differs by ``MIN_CONTRAST`` from the regions its shape
+    overlaps; regions it does not overlap do not constrain it."""
+    regions = torch.tensor([[[0.5, 0.5, 0.5], [0.25, 0.25, 0.25]]]).expand(500, 2, 3)
+    overlap = torch.tensor([True, False]).expand(500, 1, 2)
+    colours = _distinct_colours((500, 1), regions, overlap, torch.Generator().manual_seed(0))
+    assert ((colours[:, 0] - 0.5).abs().amax(-1) >= MIN_CONTRAST).all()
+    assert ((colours[:, 0] - 0.25).abs().amax(-1) < MIN_CONTRAST).any()
+
+
+def test_v3_model_free_priors_do_not_find_the_object(v3_batch):
+    """Every image prior, the contrast to the median colour included, stays at or below the
+    issue's 0.65 on 256 test images (measured: contrast 0.58, centre 0.60, input magnitude and
+    brightness 0.51)."""
+    task = ShapesTaskV3()
+    found = {"input_magnitude": task.model_free_attribution(v3_batch.inputs)}
+    found.update({name: prior(task, v3_batch.inputs) for name, prior in priors.priors(task, v3_batch.inputs).items()})
+    reach = {name: max(_mean_auroc(scores, v3_batch), 1 - _mean_auroc(scores, v3_batch)) for name, scores in found.items()}
+    assert set(reach) == {"input_magnitude", "centre", "brightness", "contrast"}
+    assert max(reach.values()) <= 0.65, reach
