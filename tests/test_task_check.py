@@ -190,7 +190,8 @@ def test_graph_priors_score_hop_distance_and_degree_of_each_edge_on_a_path():
     assert priors.distance(task, inputs)[0].tolist() == [-1, -1, -3, -3, -5, -5]  # hops 0,1,2,3 summed per edge
     assert priors.degree(task, inputs)[0].tolist() == [3, 3, 4, 4, 3, 3]  # degrees 1,2,2,1 summed per edge
     assert priors.cycle(task, inputs)[0].tolist() == [0] * 6  # a path is all bridges
-    assert set(priors.priors(task, inputs)) == {"distance", "degree", "cycle"}
+    assert priors.triangle(task, inputs)[0].tolist() == [0] * 6
+    assert set(priors.priors(task, inputs)) == {"distance", "degree", "cycle", "triangle"}
 
 
 def test_the_cycle_prior_marks_the_edges_of_each_samples_cycles_and_not_its_bridges():
@@ -208,6 +209,23 @@ def test_the_cycle_prior_marks_the_edges_of_each_samples_cycles_and_not_its_brid
     scores = priors.cycle(TASKS.create("graph/ba-shapes"), inputs)
     assert scores[0].tolist() == [1, 1, 1, 0, 1, 1, 1, 0]  # the triangle's six directed edges, the pendant's two
     assert scores[1, :3].tolist() == [0, 0, 0]  # the path's two directions and the self-loop
+
+
+def test_the_triangle_prior_marks_edges_whose_ends_share_a_neighbour_and_not_other_cycles():
+    """Two samples in one union: a triangle 0-1-2 with a pendant edge 2-3, and a square 4-5-6-7
+    with a self-loop on 7. The square is a cycle (the cycle prior marks it) but holds no triangle."""
+    from xaiboard.tasks.graph import GraphInputs
+
+    samples = [[(0, 1), (1, 2), (2, 0), (2, 3)], [(4, 5), (5, 6), (6, 7), (7, 4), (7, 7)]]
+    edges = [(u, v, k) for k, pairs in enumerate(samples) for a, b in pairs for u, v in dict.fromkeys([(a, b), (b, a)])]
+    src, dst, sample = (torch.tensor(column) for column in zip(*edges))
+    slot = torch.cat([torch.arange(int((sample == k).sum())) for k in range(2)])
+    inputs = GraphInputs(x=torch.ones(8, 1), edge_index=torch.stack([src, dst]), edge_sample=sample, edge_slot=slot,
+                         center=torch.tensor([0, 4]), node_sample=torch.tensor([0] * 4 + [1] * 4), node_id=torch.arange(8))  # fmt: skip
+    task = TASKS.create("graph/ba-shapes")
+    on_triangle = [[u, v] != [2, 3] and [u, v] != [3, 2] for u, v, k in edges if k == 0]
+    assert priors.triangle(task, inputs)[0, : len(on_triangle)].tolist() == [float(x) for x in on_triangle]
+    assert priors.triangle(task, inputs)[1].sum() == 0 and priors.cycle(task, inputs)[1].sum() == 8
 
 
 def test_text_priors_put_early_tokens_first_and_rare_training_tokens_first():
