@@ -116,8 +116,8 @@ def board_check(request):
 def test_the_task_check_passes_as_the_board_runs_it(board_check):
     """``xaiboard task check`` at the board's settings (n = 64, seed 0, 8 random draws): no
     model-free prior but the cycle and triangle priors (next test) exceeds 0.65, and removing the
-    ground truth drops the target probability at least twice as much as removing as many random edges of the
-    sample outside it (issue 13).
+    ground truth drops the target probability at least twice as much as removing as many random
+    edges of the sample outside it (issue 13).
     Drawn among all edges, the random edges hit the motif in 80-97% of draws, and all three tasks
     failed; drawn outside it, ba-shapes still failed (0.73 against 0.62) until its GIN was
     trained with DropEdge."""
