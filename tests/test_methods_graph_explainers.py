@@ -59,9 +59,9 @@ def test_pgexplainer_graph_level_starts_near_the_full_graph():
 
 
 def test_pgexplainer_node_level_starts_near_the_full_graph():
-    """BA-Shapes v2's GIN reads a house only at edge weights near 1: from the full graph
-    PGExplainer finds the houses (1.00 measured here), from a zero bias it does not (0.42). On the
-    GIN trained before the role feature, PyG's node-level size 0.05 also failed (0.32: the
+    """BA-Shapes' GIN reads a house only at edge weights near 1: from the full graph PGExplainer
+    finds the houses (1.00 measured here on version 3, as on version 2), from a zero bias it does
+    not (0.31; version 2: 0.42). On version 2's GIN trained before the role feature, PyG's node-level size 0.05 also failed (0.32: the
     entropy's pull towards 1 won and nothing was pruned); on the current one it scores 1.00 as
     the pinned 0.5 does, so only the start is tested."""
     assert auroc("pgexplainer", "graph/ba-shapes", 16, train_samples=32) > 0.9
@@ -78,13 +78,14 @@ def test_gnnexplainer_graph_level_finds_the_houses():
 
 
 def test_gnnexplainer_prunes_from_near_the_full_graph():
-    """Tree-Cycles v2's GIN reads a cycle only at edge weights near 1: PyG's start near 0.5 loses
-    it (0.57 measured), and from near 1 a size penalty weaker than the entropy's pull towards 1
-    (PyG's 0.005) prunes nothing, so the cycle edges, which rise least, rank last (0.02); the
-    default size prunes everything else first (1.00)."""
+    """Tree-Cycles' GIN reads a cycle only at edge weights near 1: PyG's start near 0.5 loses it
+    (0.59 measured on version 3; version 2: 0.57), and from near 1 a size penalty weaker than the
+    entropy's pull towards 1 (PyG's 0.005) prunes nothing (0.50: every edge stays near 1; on
+    version 2 the cycle edges, which rose least, ranked last: 0.02); the default size prunes
+    everything else first (0.98; version 2: 1.00)."""
     assert auroc("gnnexplainer", "graph/tree-cycles", 16) > 0.9
     assert auroc("gnnexplainer", "graph/tree-cycles", 16, init_logit=0.0, lr=0.01, edge_size=0.005) < 0.7
-    assert auroc("gnnexplainer", "graph/tree-cycles", 16, edge_size=0.005) < 0.2
+    assert auroc("gnnexplainer", "graph/tree-cycles", 16, edge_size=0.005) < 0.6
 
 
 # ---- the contract on every graph task -------------------------------------------------------------
