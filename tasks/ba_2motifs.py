@@ -199,12 +199,15 @@ class BA2MotifsV3Task(BA2MotifsV2Task):
     ground-truth AUROC: the joining edges met the house at random nodes and changed its degrees.
     Version 2's K(2,3) failure (0.69 accuracy) does not recur here (100%).
 
-    The recipe is version 2's at rate 0.003 for 300 epochs. Its DropEdge rate matters for the
+    The recipe is version 2's at rate 0.002 for 300 epochs. Its DropEdge rate matters for the
     faithfulness check: at 0.1 one model (100% test accuracy) kept its house prediction when the
     house was removed only if the distractors were whole (removing as many distractor edges
-    dropped the target probability by 0.80, the house by 0.95: check failed) while another, on
-    other draws of the same data, gave 1.00 against 0.00; at 0.2 and 0.3, 1.00 against 0.00, with
-    saliency 0.88 / 0.90 and integrated gradients 0.96 / 0.95 (n = 64).
+    dropped the target probability by 0.80, the house by 0.95: check failed); at 0.2 and 0.3,
+    1.00 against 0.00. So does the rate, for training and for the gradients (n = 64; every run
+    100% test accuracy and a passing check unless said): at 0.003, seed 0 saliency / integrated
+    gradients 0.88 / 0.96, but seed 1 stayed at chance (50% accuracy); at 0.001, seed 1 0.58 /
+    0.65; at 0.002, seeds 0, 1, 2: 0.83 / 0.98, 0.78 / 0.94, 0.89 / 0.76, each with one of the
+    two above 0.85, so that is the committed rate (seed 0).
     """
 
     name = "graph/ba-2motifs"
@@ -213,7 +216,7 @@ class BA2MotifsV3Task(BA2MotifsV2Task):
     gt_classes = (0,)
     class_names = ("a house", "bowties and K(2,3)s only")
     weights_stem = "graph_ba_2motifs_v3"
-    recipe: dict[str, Any] = {**BA2MotifsV2Task.recipe, "lr": 0.003, "epochs": 300}
+    recipe: dict[str, Any] = {**BA2MotifsV2Task.recipe, "lr": 0.002, "epochs": 300}
     #: graphs of each class
     per_class = 2000
     #: motifs on each graph's hub
