@@ -25,10 +25,11 @@ the summed partial products (``[N, L + 1, H]``); a backward pass carries the rea
 covectors per count ``j`` of edges to come. A layer-``l`` edge ``u -> v`` then receives
 ``sum_{k, j} A_uv <B_l[v, j], T_v(F_{l-1}[u, k])> / (k + j + 1)``: cost ``O(L^2 (N + E) H)``.
 Two edges of one walk can only coincide when they are not adjacent in it (adjacent equal edges
-are self-loops), which for ``L <= 3`` is one pattern, ``u -> v -> u -> v`` (layers 1 and 3); the
-counts above give it ``1/3`` per position where ``1/2`` per distinct edge is due, and an exact
-correction is added per edge with a reverse. Models with more than 3 message-passing layers
-would need more such patterns and are refused.
+are self-loops). For ``L <= 3`` that is one pattern, ``u -> v -> u -> v``, which the counts give
+``1/3`` per position where ``1/2`` per distinct edge is due; for ``L = 4`` there are six more
+(:class:`_Walks` lists them, among them a walk round a triangle), and each is evaluated exactly
+and its shares corrected. Models with more than 4 message-passing layers would need more such
+patterns and are refused.
 
 Models: PyG's ``GCN`` (``GCNConv`` with its normalisation and self-loops; jumping knowledge
 none, ``last``, ``cat`` or ``max``, where ``max`` is linear at the pattern too: each channel
@@ -61,7 +62,7 @@ from .graph_common import edges_to_slots, node_samples, require_call
 #: tolerance of the check that the linearised forward reproduces the model's logits: float32
 #: round-off of sums over a few thousand terms is ~1e-5 relative; a wrong linearisation is O(1)
 CHECK_TOL = 1e-3
-MAX_LAYERS = 3
+MAX_LAYERS = 4
 
 
 @dataclass
@@ -308,8 +309,8 @@ def _dynamic_programme(lin: Linearised, call: GraphCall) -> tuple[Tensor, Tensor
         backward = torch.zeros_like(g).index_add_(0, layer.src, backward)
         if depth > 1:
             backward[:, 0] += lin.readouts[depth - 2]
-    if len(lin.layers) == MAX_LAYERS:
-        scores += _repeated_edge_correction(lin, call)
+    if len(lin.layers) >= 3:
+        scores += _repeated_edge_correction(lin, call, [f[:, 0] for f in forward])
     sample = node_samples(call, "goat")
     own = sum((f[:, 0] * r).sum(dim=1) for f, r in zip(forward[1:], lin.readouts))
     non_edge = lin.constant + torch.zeros_like(lin.constant).index_add_(0, sample, own)
@@ -322,27 +323,116 @@ def _at_count_zero(readout: Tensor, states: int) -> Tensor:
     return out
 
 
-def _repeated_edge_correction(lin: Linearised, call: GraphCall) -> Tensor:
-    """Walks ``a -> b -> a -> b`` use edge ``e = (a, b)`` at layers 1 and 3 and its reverse at 2:
-    two distinct edges, 1/2 each, where the count-based shares gave ``e`` 2/3 and the reverse 1/3."""
-    src, dst = call.edge_index
-    n, e = call.x.shape[0], lin.num_edges
-    key = src * n + dst
+#: share corrections of a product whose ``m`` edge occurrences hold ``N`` distinct edges: the
+#: count-based shares gave each occurrence ``1/m``, the Shapley split gives each edge ``1/N``
+TWICE_OF_THREE = (1 / 2 - 2 / 3, 1 / 2 - 1 / 3)  # e, r, e: (the doubled edge, the other)
+TWICE_OF_FOUR = (1 / 3 - 2 / 4, 1 / 3 - 1 / 4)  # four occurrences, three edges: (doubled, each single)
+
+
+class _Walks:
+    """Products of the expansion that repeat an edge, evaluated exactly (see the module docstring).
+
+    A product is a zero-edge prefix (the count-0 forward state ``prefix[l]`` at a node after
+    layer ``l``: the features or a bias carried through self-terms only), a segment of layers
+    that holds its edges (and any self-terms between them), and a zero-edge suffix (the count-0
+    covector ``suffix[l]``: the readouts reached through self-terms only). Edges can coincide only
+    when they are not adjacent in the segment, so with at most 4 layers the segments are:
+    ``e, r, e`` (``r`` the reverse of ``e``) on three consecutive layers, with a self-term between
+    two of them on four; and on four layers ``e, r, e, f``, ``f, e, r, e`` and ``e, g, h, e`` (a
+    triangle). ``e, r, e, r`` holds each of its two edges twice, which the counts already split
+    right.
+    """
+
+    def __init__(self, lin: Linearised, call: GraphCall, prefix: list[Tensor]) -> None:
+        self.lin, self.prefix = lin, prefix
+        self.src, self.dst = call.edge_index
+        self.n, self.e = call.x.shape[0], lin.num_edges
+        self.suffix = self._suffix()
+        self.correction = call.x.new_zeros(self.e)
+
+    def _suffix(self) -> list[Tensor]:
+        """``suffix[l]`` for ``l = 1 .. L`` (index 0 unused): ``R_l`` plus the next layer's
+        self-term carried back."""
+        layers, nodes = self.lin.layers, torch.arange(self.n, device=self.src.device)
+        suffix = [self.lin.readouts[-1]]
+        for depth in range(len(layers) - 1, 0, -1):
+            loop = layers[depth].coef[self.e + nodes].view(-1, 1, 1)
+            carried = layers[depth].transpose(suffix[0].unsqueeze(1) * loop, nodes).squeeze(1)
+            suffix.insert(0, self.lin.readouts[depth - 1] + carried)
+        return [suffix[0], *suffix]
+
+    def value(self, start: int, source: Tensor, hops: list[tuple[Tensor | None, Tensor]]) -> Tensor:
+        """Products from ``source`` (rows at nodes, after layer ``start``) through one hop per layer
+        ``(edge ids or None for the self-term, the node it lands on)``, read by the suffix."""
+        path = source.unsqueeze(1)
+        for layer, (edge, node) in zip(self.lin.layers[start:], hops):
+            coef = layer.coef[self.e + node] if edge is None else layer.coef[edge]
+            path = layer.apply(path * coef.view(-1, 1, 1), node)
+        return (path.squeeze(1) * self.suffix[start + len(hops)][hops[-1][1]]).sum(dim=1)
+
+    def credit(self, value: Tensor, doubled: Tensor, singles: list[Tensor], shares: tuple[float, float]) -> None:
+        self.correction.index_add_(0, doubled, value * shares[0])
+        for single in singles:
+            self.correction.index_add_(0, single, value * shares[1])
+
+    def reverse(self) -> tuple[Tensor, Tensor]:
+        """Edges that have a reverse, and the reverse of each."""
+        key, wanted = self.src * self.n + self.dst, self.dst * self.n + self.src
+        order = key.argsort()
+        position = torch.searchsorted(key[order], wanted).clamp(max=self.e - 1)
+        edge = (key[order][position] == wanted).nonzero().squeeze(1)
+        return edge, order[position[edge]]
+
+    def leaving(self, nodes: Tensor, ends: Tensor) -> tuple[Tensor, Tensor]:
+        """Every pair ``(i, f)`` with edge ``f``'s end ``ends[f]`` equal to ``nodes[i]``."""
+        order = ends.argsort()
+        first = torch.searchsorted(ends[order], nodes)
+        counts = torch.searchsorted(ends[order], nodes, right=True) - first
+        row = torch.repeat_interleave(torch.arange(nodes.numel(), device=nodes.device), counts)
+        offset = torch.arange(row.numel(), device=nodes.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        return row, order[first[row] + offset]
+
+
+def _repeated_edge_correction(lin: Linearised, call: GraphCall, prefix: list[Tensor]) -> Tensor:
+    """What the count-based shares got wrong on products that use an edge twice (:class:`_Walks`)."""
+    walks, layers = _Walks(lin, call, prefix), len(lin.layers)
+    e, r = walks.reverse()
+    a, b = walks.src[e], walks.dst[e]
+    for start in range(layers - 2):  # e, r, e on layers start + 1 .. start + 3
+        value = walks.value(start, prefix[start][a], [(e, b), (r, a), (e, b)])
+        walks.credit(value, e, [r], TWICE_OF_THREE)
+    if layers < 4:
+        return walks.correction
+    x = prefix[0]
+    for middle in ([(None, b), (r, a)], [(r, a), (None, a)]):  # e, stay, r, e and e, r, stay, e
+        walks.credit(walks.value(0, x[a], [(e, b), *middle, (e, b)]), e, [r], TWICE_OF_THREE)
+    row, f = walks.leaving(b, walks.src)  # e, r, e, f with f leaving b, not r
+    row, f = row[f != r[row]], f[f != r[row]]
+    value = walks.value(0, x[a[row]], [(e[row], b[row]), (r[row], a[row]), (e[row], b[row]), (f, walks.dst[f])])
+    walks.credit(value, e[row], [r[row], f], TWICE_OF_FOUR)
+    row, f = walks.leaving(a, walks.dst)  # f, e, r, e with f entering a, not r
+    row, f = row[f != r[row]], f[f != r[row]]
+    value = walks.value(0, x[walks.src[f]], [(f, a[row]), (e[row], b[row]), (r[row], a[row]), (e[row], b[row])])
+    walks.credit(value, e[row], [r[row], f], TWICE_OF_FOUR)
+    _triangles(walks)
+    return walks.correction
+
+
+def _triangles(walks: _Walks) -> None:
+    """``e, g, h, e`` round a triangle ``a -> b -> c -> a``: three edges, ``e`` twice."""
+    edge = torch.arange(walks.e, device=walks.src.device)
+    row, g = walks.leaving(walks.dst, walks.src)
+    e, c = edge[row], walks.dst[g]
+    a, b = walks.src[e], walks.dst[e]
+    keep = c != a
+    e, g, a, b, c = e[keep], g[keep], a[keep], b[keep], c[keep]
+    key = walks.src * walks.n + walks.dst
     order = key.argsort()
-    position = torch.searchsorted(key[order], dst * n + src).clamp(max=e - 1)
-    has_reverse = key[order][position] == dst * n + src
-    edge = has_reverse.nonzero().squeeze(1)
-    reverse = order[position[edge]]
-    a, b = src[edge], dst[edge]
-    one, two, three = lin.layers
-    path = one.apply(call.x[a].unsqueeze(1) * one.coef[edge].view(-1, 1, 1), b)
-    path = two.apply(path * two.coef[reverse].view(-1, 1, 1), a)
-    path = three.apply(path * three.coef[edge].view(-1, 1, 1), b)
-    value = (path.squeeze(1) * lin.readouts[2][b]).sum(dim=1)
-    correction = torch.zeros(e, dtype=value.dtype, device=value.device)
-    correction.index_add_(0, edge, -value / 6)
-    correction.index_add_(0, reverse, value / 6)
-    return correction
+    position = torch.searchsorted(key[order], c * walks.n + a).clamp(max=walks.e - 1)
+    closed = key[order][position] == c * walks.n + a
+    e, g, a, b, c, h = e[closed], g[closed], a[closed], b[closed], c[closed], order[position[closed]]
+    value = walks.value(0, walks.prefix[0][a], [(e, b), (g, c), (h, a), (e, b)])
+    walks.credit(value, e, [g, h], TWICE_OF_FOUR)
 
 
 @METHODS.register("goat")
