@@ -31,7 +31,7 @@ from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.task import Task
 from xaiboard.methods.base import Explainer
 
-N, SEED = 8, 2  # under seed 2 the first graph samples are not the largest
+N, SEED = 8, 3  # under seed 3 the first 2 graph samples are not the largest (BA-Shapes v3: 40 vs 42 edges)
 IMAGE, GRAPH = "image/shapes", "graph/ba-shapes"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "precomputed.md"
 
