@@ -58,11 +58,22 @@ class Known:
     logits: dict[End, Tensor] = field(default_factory=dict)
 
     def ends(self, keep: Tensor) -> list[End | None]:
-        """Per column of ``keep [B, K, *F]``: the end it is for every sample, else ``None``."""
-        valid = self.valid.unsqueeze(1)
-        removes = (valid & ~keep).flatten(2).any(dim=2).any(dim=0)
-        keeps = (valid & keep).flatten(2).any(dim=2).any(dim=0)
-        return [None if r and k else "all-kept" if not r else "none-kept" for r, k in zip(removes.tolist(), keeps.tolist())]
+        """Per column of ``keep [B, K, *F]``: the end it is for every sample, else ``None``.
+
+        A column that both keeps and removes a valid feature of the first sample is no end, and
+        that is most columns (every inner step of a curve, every random subset), so only the
+        other columns are checked over the whole batch: on a 64-image batch of 32 random subsets
+        the full check was ~2 % of faithfulness correlation's time.
+        """
+        ends: list[End | None] = [None] * keep.shape[1]
+        first_removes, first_keeps = _removes_and_keeps(self.valid[:1], keep[:1])
+        candidates = (~(first_removes & first_keeps)).nonzero().flatten()
+        if not len(candidates):
+            return ends
+        removes, keeps = _removes_and_keeps(self.valid, keep[:, candidates])
+        for k, r, kept in zip(candidates.tolist(), removes.tolist(), keeps.tolist()):
+            ends[k] = None if r and kept else "all-kept" if not r else "none-kept"
+        return ends
 
 
 class RemovalEngine:
@@ -177,6 +188,15 @@ class RemovalEngine:
             parts = model_inputs.tensor_split(math.ceil(model_inputs.shape[0] / rows))
             return torch.cat([self.task.predict(self.model, part) for part in parts])
         return self.task.predict(self.model, model_inputs)
+
+
+def _removes_and_keeps(valid: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """Per column of ``keep [B, K, *F]``: whether any sample removes a valid feature, and
+    whether any keeps one (bool ``[K]`` each)."""
+    valid = valid.unsqueeze(1)
+    removes = (valid & ~keep).flatten(2).any(dim=2).any(dim=0)
+    keeps = (valid & keep).flatten(2).any(dim=2).any(dim=0)
+    return removes, keeps
 
 
 def target_scores(logits: Tensor, targets: Tensor, output: Output = "prob") -> Tensor:
