@@ -5,8 +5,9 @@ every metric of a run reads the same explanation; re-running a metric, adding a 
 resuming a crashed run then costs no explanation at all. The key holds everything that
 changes the explanation: the task's name, version and fingerprint (code, removal, the model's
 parameters as loaded) and the method's
-name and code hash (source + parameters), the seed, the sample count and the split (only when
-it is not ``test``, so that keys made before splits were chosen stay valid). The Cost of the
+name and code hash (source + parameters), the seed, the sample count, the split and the model
+passes' precision (each only when it is not the default, ``test`` and ``fp32``, so that keys
+made before either could be chosen stay valid). The Cost of the
 original computation is stored alongside, so cost metrics stay truthful on a cache hit.
 """
 
@@ -39,7 +40,8 @@ class ExplanationCache:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir()
 
-    def path(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int, split: str = "test") -> Path:
+    def path(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int, split: str = "test",
+             precision: str = "fp32") -> Path:
         key = {
             "task": task.name,
             "task_version": task.version,
@@ -49,14 +51,15 @@ class ExplanationCache:
             "seed": seed,
             "n": n,
             **({"split": split} if split != "test" else {}),
+            **({"precision": precision} if precision != "fp32" else {}),
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         return self.root / task.name / explainer.name / f"{digest}.pt"
 
     def load(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int,
-             split: str = "test") -> CachedExplanation | None:
+             split: str = "test", precision: str = "fp32") -> CachedExplanation | None:
         """The cached explanation (on CPU), or ``None`` if absent or unreadable (then recomputed)."""
-        path = self.path(task, fingerprint, explainer, seed, n, split)
+        path = self.path(task, fingerprint, explainer, seed, n, split, precision)
         if not path.exists():
             return None
         try:
@@ -66,8 +69,8 @@ class ExplanationCache:
             return None
 
     def save(self, task: Task, fingerprint: str, explainer: Explainer, seed: int, n: int, entry: CachedExplanation,
-             split: str = "test") -> Path:
+             split: str = "test", precision: str = "fp32") -> Path:
         """Store atomically (temp file + ``os.replace``) so a crash never leaves half a file."""
-        path = self.path(task, fingerprint, explainer, seed, n, split)
+        path = self.path(task, fingerprint, explainer, seed, n, split, precision)
         blob = {"explanation": entry.explanation.detach().cpu(), "cost": entry.cost.as_dict()}
         return atomic_write(path, lambda f: torch.save(blob, f))

@@ -38,6 +38,8 @@ METRIC_COST_FIELDS: tuple[str, ...] = ("seconds", "forward_passes", "backward_pa
 STATUSES: tuple[str, ...] = ("ok", "error", "not-applicable")
 DIRECTIONS: tuple[str, ...] = ("higher", "lower")
 FAMILIES: tuple[str, ...] = ("faithfulness", "robustness", "user_proxy", "sanity", "cost")
+#: the model passes' precisions (``precision.py``)
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
 class RecordError(ValueError):
@@ -93,6 +95,9 @@ class ResultRecord:
     created: str = ""
     #: the evaluated split; records written before the field existed read as ``"test"``
     split: str = "test"
+    #: the model passes' precision (``precision.py``); records written before the field existed
+    #: were computed in float32 and read as ``"fp32"``
+    precision: str = "fp32"
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -171,6 +176,8 @@ def _check_values(data: dict[str, Any], source: str) -> None:
         raise RecordError(f"{source}: field 'schema_version' is {data['schema_version']}, expected {SCHEMA_VERSION}")
     if not isinstance(data.get("split", "test"), str):
         raise RecordError(f"{source}: field 'split' has type {type(data['split']).__name__}")
+    if data.get("precision", "fp32") not in PRECISIONS:
+        raise RecordError(f"{source}: field 'precision' must be one of {', '.join(PRECISIONS)}; got {data['precision']!r}")
     for name in ("error", "reason", "traceback", "created"):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise RecordError(f"{source}: field '{name}' has type {type(data[name]).__name__}")

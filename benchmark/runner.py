@@ -47,6 +47,7 @@ from .environment import describe_device, versions
 from .example_inputs import example_arrays, first_samples
 from .examples import EXAMPLE_COUNT, is_current, write_examples
 from .metric import Metric, MetricContext
+from .precision import check_precision, model_passes
 from .record import NotApplicable, RecordError, ResultRecord
 from .registry import METHODS, METRICS, TASKS, Registry
 from .removal import RemovalEngine
@@ -85,6 +86,7 @@ def run(
     executor: Executor | None = None,
     split: str = "test",
     weights: Path | None = None,
+    precision: str = "fp32",
 ) -> list[ResultRecord]:
     """Evaluate every method on every task with every metric; write and return the records.
 
@@ -96,8 +98,11 @@ def run(
     ``executor`` computes the pairs (default: :class:`SerialExecutor`, in this process).
     ``split`` is the split evaluated (recorded in every record); ``weights`` replaces the tasks'
     committed weights (a folder as ``xaiboard train-model --out`` writes it, or one task's file).
+    ``precision`` is that of the model passes (``precision.py``: ``fp32``, or ``bf16`` autocast),
+    recorded in every record and part of the resume and cache keys.
     """
     device = resolve_device(device) if isinstance(device, str) else device
+    check_precision(precision, device)
     job = Run(
         n=n,
         seed=seed,
@@ -110,6 +115,7 @@ def run(
         card=card,
         split=split,
         weights=weights,
+        precision=precision,
     )
     chosen = executor if executor is not None else SerialExecutor()
     return chosen.execute(job, _instances(TASKS, tasks), _instances(METHODS, methods), _instances(METRICS, metrics))
@@ -184,6 +190,8 @@ class Run:
     split: str = "test"
     #: weights that replace the committed ones (``tasks.weights.weights_in``), or ``None``
     weights: Path | None = None
+    #: the model passes' precision (``precision.py``)
+    precision: str = "fp32"
     versions: dict[str, str] = field(default_factory=versions)
     #: the counter of the metric being computed, which sandboxed re-explanations report into
     metering: Cost | None = None
@@ -252,6 +260,7 @@ class Run:
             "sample_ids": loaded.sample_ids,
             "removal": task.removal_name,
             "device": self.device_name,
+            "precision": self.precision,
             "versions": self.versions,
         }
 
@@ -298,7 +307,7 @@ class Run:
             reason = f"{explainer.name} does not apply to {task.name}: {exc}"
             return [self.write(pair, m, status="not-applicable", reason=reason) for m in metrics]
         except Exception as exc:
-            message = f"explaining {task.name} with {explainer.name} failed: {type(exc).__name__}: {exc}"
+            message = f"explaining {task.name} with {explainer.name}{_under(self.precision)} failed: {type(exc).__name__}: {exc}"
             return [self.write(pair, m, status="error", error=message, traceback=traceback.format_exc()) for m in metrics]
 
     def metrics(self, work: PairWork, loaded: _Loaded, entry: CachedExplanation, task_memo: dict) -> list[ResultRecord]:
@@ -318,7 +327,8 @@ class Run:
         )
         cost = entry.cost.per_sample(len(loaded.batch)) if explainer.rerunnable else {}
         bar = tqdm(work.metrics, desc=f"{explainer.name} metrics", leave=False, disable=not self.progress)
-        return [self.evaluate(ctx, metric, work.pair, cost) for metric in bar]
+        with model_passes(loaded.model, self.device, self.precision):
+            return [self.evaluate(ctx, metric, work.pair, cost) for metric in bar]
 
     def explanation(self, task: Task, explainer: Explainer, loaded: _Loaded) -> CachedExplanation:
         """From the cache, or computed once over the whole batch under a pass counter.
@@ -333,17 +343,19 @@ class Run:
         if cached is not None:
             return cached
         torch.manual_seed(self.seed)
-        with count_passes(loaded.model, self.device) as cost:
+        with count_passes(loaded.model, self.device) as cost, model_passes(loaded.model, self.device, self.precision):
             raw = explainer.explain_batch(loaded.model, loaded.batch, task)
         entry = CachedExplanation(checked_explanation(raw, loaded.batch, explainer.name), getattr(explainer, "last_cost", cost))
-        self.cache.save(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch), entry, split=self.split)
+        self.cache.save(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch), entry, split=self.split,
+                        precision=self.precision)
         return entry
 
     def cached(self, task: Task, explainer: Explainer, loaded: _Loaded) -> CachedExplanation | None:
         """The batch's cached explanation under this run's key (split included), unless ``--force``."""
         if self.force:
             return None
-        return self.cache.load(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch), split=self.split)
+        return self.cache.load(task, loaded.fingerprint, explainer, self.seed, len(loaded.batch), split=self.split,
+                               precision=self.precision)
 
     def examples(self, task: Task, explainer: Explainer, loaded: _Loaded, pair: dict[str, Any],
                  explanation: Tensor | None = None) -> None:
@@ -382,7 +394,9 @@ class Run:
         if cached is not None:
             return cached.explanation, len(loaded.batch)
         torch.manual_seed(self.seed)
-        raw = explainer.explain_batch(copy.deepcopy(loaded.model), first, task)
+        model = copy.deepcopy(loaded.model)
+        with model_passes(model, self.device, self.precision):
+            raw = explainer.explain_batch(model, first, task)
         return checked_explanation(raw, first, explainer.name), len(first)
 
     def reexplainer(self, task: Task, explainer: Explainer) -> Callable[[nn.Module, Any, Tensor], Tensor]:
@@ -500,8 +514,16 @@ def _applies(metric: Metric, task: Task) -> bool:
 
 def metric_failure(metric: Metric, pair: dict[str, Any], exc: Exception) -> dict[str, Any]:
     """The error outcome of a metric that raised ``exc`` (call it in the ``except`` block)."""
-    message = f"metric {metric.name} failed for {pair['method']} on {pair['task']}: {type(exc).__name__}: {exc}"
+    where = f"{pair['method']} on {pair['task']}{_under(pair.get('precision', 'fp32'))}"
+    message = f"metric {metric.name} failed for {where}: {type(exc).__name__}: {exc}"
     return {"status": "error", "error": message, "traceback": traceback.format_exc()}
+
+
+def _under(precision: str) -> str:
+    """How an error message names a run's precision: not at all for float32 (the default); a
+    method or metric that fails only under bf16 (hooks or exact arithmetic that need one dtype,
+    a signal below bfloat16's resolution) then says so."""
+    return "" if precision == "fp32" else f" under {precision} autocast"
 
 
 def checked_explanation(explanation: Any, batch: Batch, name: str) -> Tensor:
@@ -539,7 +561,9 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
 
 #: what makes a stored record the one this run would compute: the task's code, removal and model
 #: (fingerprint), the method's code and parameters (hash), the samples, and the metric's code
-_RESUME_FIELDS = ("task_version", "task_fingerprint", "method_hash", "seed", "split", "n_samples", "sample_ids", "removal")
+_RESUME_FIELDS = (
+    "task_version", "task_fingerprint", "method_hash", "seed", "split", "n_samples", "sample_ids", "removal", "precision"
+)
 
 
 def _matches(stored: ResultRecord, pair: dict[str, Any], metric: Metric) -> bool:

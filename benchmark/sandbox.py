@@ -388,7 +388,8 @@ class SandboxedExplainer(Explainer):
     def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
         """Explain in the worker, seeded from the parent's generator, so that seeding the
         parent makes the call deterministic. The result comes back on the inputs' device (the
-        targets' unless ``inputs`` is a tensor); the worker itself runs on the CPU."""
+        targets' unless ``inputs`` is a tensor); the worker itself runs on the CPU, under bf16
+        autocast when the caller's passes run under it (``precision.py``)."""
         seed = int(torch.randint(0, 2**62, (1,)))
         device = inputs.device if isinstance(inputs, Tensor) else targets.device
         if self._worker is None:
@@ -397,7 +398,8 @@ class SandboxedExplainer(Explainer):
         same = self._model_ref is not None and self._model_ref() is model and self._model_signature == signature
         with _hooks_detached(model):
             model_bytes = b"" if same else _dump(model)
-        header = {"op": "explain", "task": task.name, "seed": seed, "model_bytes": len(model_bytes)}
+        header = {"op": "explain", "task": task.name, "seed": seed, "model_bytes": len(model_bytes),
+                  "precision": "bf16" if torch.is_autocast_enabled(device.type) else "fp32"}
         body = model_bytes + _dump((inputs, targets))
         budget = self.policy.time_budget_s
         start = time.perf_counter()

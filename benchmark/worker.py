@@ -183,7 +183,7 @@ class Server:
         except Exception as exc:
             return error_header("input", exc), b""
         try:
-            return self._run(model, inputs, targets, task, header["seed"])
+            return self._run(model, inputs, targets, task, header["seed"], header.get("precision", "fp32"))
         except BaseException as exc:
             return error_header("explain", exc), b""
 
@@ -201,13 +201,14 @@ class Server:
             self.tasks[name] = TASKS.create(name)
         return self.model, inputs, targets, self.tasks[name]
 
-    def _run(self, model, inputs, targets, task, seed: int) -> tuple[dict[str, Any], bytes]:
+    def _run(self, model, inputs, targets, task, seed: int, precision: str) -> tuple[dict[str, Any], bytes]:
         import torch
 
         from xaiboard.benchmark.cost import count_passes
+        from xaiboard.benchmark.precision import model_passes
 
         torch.manual_seed(seed)
-        with count_passes(model) as cost:
+        with count_passes(model) as cost, model_passes(model, torch.device("cpu"), precision):
             out = self.explainer.explain(model, inputs, targets, task)
         if not (isinstance(out, torch.Tensor) and out.is_floating_point()):
             raise TypeError(f"explain returned {type(out).__name__} {getattr(out, 'dtype', '')}, not a float tensor")

@@ -42,7 +42,9 @@ TABLE_COLUMNS = [
     "error", "reason",
 ]  # fmt: skip
 CARD_COLUMNS = ["method", "kind", "control", "description", "authors", "paper", "url", "licence"]
-PROVENANCE_COLUMNS = ["method", "method_hash", "task_version", "seed", "n_samples", "removal", "device", "versions"]
+PROVENANCE_COLUMNS = [
+    "method", "method_hash", "task_version", "seed", "n_samples", "removal", "device", "precision", "versions"
+]
 
 
 def task_names(board: Board) -> list[str]:
@@ -285,6 +287,7 @@ def provenance_table(board: Board, task: str) -> pd.DataFrame:
             "n_samples": r.n_samples,
             "removal": r.removal,
             "device": r.device,
+            "precision": r.precision,
             "versions": ", ".join(f"{name} {version}" for name, version in sorted(r.versions.items())),
         }
         for r in _task_records(board, task)

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from xaiboard.benchmark import sandbox
+from xaiboard.benchmark.precision import model_passes
 from xaiboard.benchmark.registry import TASKS
 from xaiboard.benchmark.sandbox import (
     BudgetExceeded,
@@ -186,6 +187,19 @@ def test_result_and_cost_match_the_method_run_in_process(probe, reference, shape
     assert out.shape == (4, 32, 32) and out.abs().sum() > 0
     # one forward over the 4 images and one backward through it, counted inside the worker
     assert (probe.explainer.last_cost.forward_passes, probe.explainer.last_cost.backward_passes) == (4, 4)
+
+
+@needs_landlock
+def test_worker_runs_under_the_callers_bf16_autocast(probe, reference, shapes):
+    """``run --precision bf16`` reaches a sandboxed method: its passes run in bfloat16 in the
+    worker, as the in-process method's do in the parent (same kernels: equal within TOL)."""
+    task, model, batch = shapes
+    exact = probe("gradient", model, batch, task)
+    with model_passes(model, torch.device("cpu"), "bf16"):
+        approximate = probe("gradient", model, batch, task)
+        expected = reference("gradient", model, batch, task)
+    torch.testing.assert_close(approximate, expected, atol=TOL, rtol=0)
+    assert not torch.allclose(approximate, exact, atol=TOL, rtol=0)
 
 
 @needs_landlock
