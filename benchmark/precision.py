@@ -55,6 +55,16 @@ def model_passes(model: nn.Module, device: torch.device, precision: str) -> Iter
         handle.remove()
 
 
+def float32_passes(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Autocast off for a block, on ``model``'s device: a method whose hooks or exact sums need
+    one dtype (Captum's DeepLIFT, GOAt) runs its own passes in float32 inside a bf16 run, while
+    the metrics' removal passes around it stay bf16."""
+    device = next(model.parameters(), torch.empty(0)).device
+    if device.type not in AUTOCAST_DEVICES:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def _float_output(_module: nn.Module, _args: Any, output: Any) -> Any:
     """The model's floating-point output as float32 (differentiable); other outputs unchanged."""
     if isinstance(output, Tensor) and output.is_floating_point() and output.dtype != torch.float32:

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCN
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
+from xaiboard.benchmark.precision import float32_passes
 from xaiboard.benchmark.registry import METHODS
 from xaiboard.benchmark.task import GraphCall, Task
 from xaiboard.benchmark.record import NotApplicable
@@ -453,6 +454,10 @@ class GOAtExplainer(Explainer):
     description = "GOAt (Lu et al. 2024): exact Shapley split of the GNN's product expansion over edges, signed"
 
     def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
+        """In float32 even inside a bf16 run (``xaiboard run --precision bf16``): the exact
+        expansion adds per-walk terms into float32 sums, and bfloat16 would also lose the
+        completeness it promises."""
         call = require_call(task, model, inputs, self.name)
-        scores, _ = goat_decomposition(model, call, targets)
+        with float32_passes(model):
+            scores, _ = goat_decomposition(model, call, targets)
         return edges_to_slots(scores, call, task.valid_features(inputs))

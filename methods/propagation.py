@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar
 from captum.attr import Attribution, DeepLift, Deconvolution, GuidedBackprop
 from torch import Tensor, nn
 
+from xaiboard.benchmark.precision import float32_passes
 from xaiboard.benchmark.registry import METHODS
 from xaiboard.benchmark.task import GradientSpec, Task
 
@@ -93,6 +94,12 @@ class DeepLiftExplainer(ModifiedBackpropExplainer):
     passes = "1 forward + backward over the input and baseline rows together"
     rule = DeepLift
     uses_baseline = True
+
+    def explain(self, model: nn.Module, inputs: Any, targets: Tensor, task: Task) -> Tensor:
+        """In float32 even inside a bf16 run (``xaiboard run --precision bf16``): Captum's
+        DeepLift hooks hand float32 gradients back to bfloat16 activations, which autograd refuses."""
+        with float32_passes(model):
+            return super().explain(model, inputs, targets, task)
 
 
 @METHODS.register("guided_backprop")

@@ -95,3 +95,20 @@ def test_errors_under_bf16_say_so(toy_task, tmp_path) -> None:
         "explaining toy/linear with test-raises under bf16 autocast failed: RuntimeError: planted failure",
         "metric test-broken failed for test-gradient on toy/linear under bf16 autocast: ZeroDivisionError: planted metric failure",
     ]
+
+
+@pytest.mark.parametrize(("task_name", "method_name"), [("image/digits", "deeplift"), ("graph/ba-2motifs", "goat")])
+def test_methods_that_need_one_dtype_run_in_float32_inside_bf16(task_name: str, method_name: str) -> None:
+    """Captum's DeepLIFT (its hooks) and GOAt (exact sums) switch autocast off for their own
+    passes: inside a bf16 block they give their float32 explanation, bit for bit, instead of an
+    error."""
+    import xaiboard.methods  # noqa: F401  (registers the methods)
+    import xaiboard.tasks  # noqa: F401  (registers the tasks)
+    from xaiboard.benchmark.registry import METHODS, TASKS
+
+    task, method = TASKS.create(task_name), METHODS.create(method_name)
+    model, batch = task.model(), task.samples("test", 4, 0)
+    exact = method.explain(model, batch.inputs, batch.targets, task)
+    with model_passes(model, CPU, "bf16"):
+        inside = method.explain(model, batch.inputs, batch.targets, task)
+    assert torch.equal(inside, exact)
